@@ -1,0 +1,177 @@
+"""Backtest runs, their trades, and parameter sweeps.
+
+A run snapshots everything that determined its result (kind, parameters, range, costs), so
+editing the strategy later never changes what an old run means.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from strategies.library.timeframes import timeframe_choices
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class BacktestSettings(models.Model):
+    """What every backtest-like job shares: the market, the range and the costs."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    strategy = models.ForeignKey(
+        "strategies.Strategy", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=40)
+    instrument = models.ForeignKey("trading.Instrument", on_delete=models.PROTECT, related_name="+")
+    timeframe = models.CharField(max_length=8, choices=timeframe_choices)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    initial_capital = models.DecimalField(max_digits=20, decimal_places=2)
+    fee_rate = models.DecimalField(max_digits=8, decimal_places=6)
+    slippage_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
+    size_fraction = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal("1"))
+    allow_short = models.BooleanField(default=False)
+    stop_loss_pct = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
+    take_profit_pct = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.FloatField(default=0, help_text="Percent done, 0 to 100")
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+def _settings_constraints(prefix: str) -> list[models.BaseConstraint]:
+    return [
+        models.CheckConstraint(condition=Q(end__gt=F("start")), name=f"{prefix}_range_ordered"),
+        models.CheckConstraint(
+            condition=Q(status__in=RunStatus.values), name=f"{prefix}_status_valid"
+        ),
+        models.CheckConstraint(
+            condition=Q(progress__gte=0) & Q(progress__lte=100), name=f"{prefix}_progress_range"
+        ),
+        models.CheckConstraint(
+            condition=Q(initial_capital__gt=0), name=f"{prefix}_capital_positive"
+        ),
+        models.CheckConstraint(
+            condition=Q(size_fraction__gt=0) & Q(size_fraction__lte=1),
+            name=f"{prefix}_size_fraction_range",
+        ),
+    ]
+
+
+class BacktestRun(BacktestSettings):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="backtest_runs"
+    )
+    strategy = models.ForeignKey(
+        "strategies.Strategy",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="backtest_runs",
+    )
+    instrument = models.ForeignKey(
+        "trading.Instrument", on_delete=models.PROTECT, related_name="backtest_runs"
+    )
+    sweep = models.ForeignKey(
+        "Sweep", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    parameters = models.JSONField(default=dict)
+    params_hash = models.CharField(max_length=64, db_index=True)
+    bars_done = models.PositiveIntegerField(default=0)
+    bars_total = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    cache_hit = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="run_owner_recent"),
+            models.Index(fields=["status"], name="run_status"),
+        ]
+        constraints = _settings_constraints("run")
+
+    def __str__(self) -> str:
+        return f"Backtest #{self.pk} {self.kind} ({self.status})"
+
+
+class BacktestTrade(models.Model):
+    """One simulated round trip of a run; engine output, so float64 like the engine."""
+
+    run = models.ForeignKey(BacktestRun, on_delete=models.CASCADE, related_name="trades")
+    direction = models.CharField(max_length=5)
+    entry_time = models.DateTimeField()
+    exit_time = models.DateTimeField(null=True, blank=True)
+    entry_price = models.FloatField()
+    exit_price = models.FloatField(null=True, blank=True)
+    quantity = models.FloatField()
+    pnl = models.FloatField()
+    pnl_pct = models.FloatField()
+    fees = models.FloatField()
+    duration_seconds = models.FloatField(null=True, blank=True)
+    exit_reason = models.CharField(max_length=8)
+    is_open = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["run_id", "entry_time", "id"]
+        indexes = [models.Index(fields=["run", "entry_time"], name="bt_trade_run_time")]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="bt_trade_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(direction__in=["long", "short"]), name="bt_trade_direction_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.entry_time:%Y-%m-%d %H:%M} ({self.exit_reason})"
+
+
+class Sweep(BacktestSettings):
+    """A parameter sweep: one strategy kind evaluated over a grid of parameter combinations."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sweeps"
+    )
+    strategy = models.ForeignKey(
+        "strategies.Strategy",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="sweeps",
+    )
+    instrument = models.ForeignKey(
+        "trading.Instrument", on_delete=models.PROTECT, related_name="sweeps"
+    )
+    grid = models.JSONField(default=dict, help_text="Parameter name to list of values")
+    samples = models.PositiveIntegerField(null=True, blank=True, help_text="Random samples")
+    rank_metric = models.CharField(max_length=40, default="sharpe")
+    combinations_total = models.PositiveIntegerField(default=0)
+    combinations_done = models.PositiveIntegerField(default=0)
+    combinations_cached = models.PositiveIntegerField(default=0)
+    results = models.JSONField(default=list, blank=True)
+    best_parameters = models.JSONField(null=True, blank=True)
+    best_value = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = _settings_constraints("sweep")
+
+    def __str__(self) -> str:
+        return f"Sweep #{self.pk} {self.kind} ({self.status})"

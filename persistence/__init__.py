@@ -1,0 +1,1 @@
+"""The parameter-hash result cache, artifacts, and the append-only event log with snapshots."""

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from config.admin import ReadOnlyModelAdmin
+from persistence.models import Artifact, CachedResult, Event, ParamSet, Snapshot
+
+
+@admin.register(ParamSet)
+class ParamSetAdmin(ReadOnlyModelAdmin):
+    list_display = ("params_hash", "created_at", "last_used_at")
+    search_fields = ("params_hash", "canonical_json")
+    date_hierarchy = "created_at"
+
+
+@admin.register(CachedResult)
+class CachedResultAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "kind",
+        "params_hash",
+        "format",
+        "row_count",
+        "size_bytes",
+        "hit_count",
+        "last_hit_at",
+        "created_at",
+    )
+    list_filter = ("kind", "format", "created_at", "last_hit_at")
+    search_fields = ("params_hash",)
+    date_hierarchy = "created_at"
+    exclude = ("blob",)
+    readonly_fields = (
+        "kind",
+        "params_hash",
+        "format",
+        "file_path",
+        "row_count",
+        "size_bytes",
+        "hit_count",
+        "last_hit_at",
+        "created_at",
+    )
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("name", "owner", "run", "mime_type", "size_bytes", "sha256", "created_at")
+    list_filter = ("mime_type", "created_at")
+    search_fields = ("name", "params_hash", "sha256")
+    date_hierarchy = "created_at"
+    list_select_related = ("owner", "run")
+    exclude = ("blob",)
+    readonly_fields = (
+        "name",
+        "owner",
+        "run",
+        "params_hash",
+        "mime_type",
+        "file_path",
+        "size_bytes",
+        "sha256",
+        "created_at",
+    )
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyModelAdmin):
+    list_display = ("seq", "stream", "version", "type", "short_hash", "created_at")
+    list_filter = ("type", "created_at")
+    search_fields = ("stream", "hash", "prev_hash")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Hash")
+    def short_hash(self, obj: Event) -> str:
+        return obj.hash[:12]
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyModelAdmin):
+    list_display = ("stream", "version", "created_at")
+    search_fields = ("stream",)
+    date_hierarchy = "created_at"

@@ -1,0 +1,1 @@
+"""Strategies: the `Strategy` model and the pure strategy library in `strategies.library`."""

@@ -1,0 +1,4 @@
+"""Pure strategy library: indicators, parameter specs and signal rules.
+
+Nothing in this package imports Django, so it can be tested and benchmarked alone.
+"""

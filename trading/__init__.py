@@ -1,0 +1,1 @@
+"""Instruments, market data and the trading ledger."""

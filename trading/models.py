@@ -1,0 +1,354 @@
+"""Instruments and candles (market data), and the ledger: orders, fills, positions, trades.
+
+Ledger money and quantities are `NUMERIC` (Decimal). Candles are float64, like the engine.
+Invariants that must never break live in the database as constraints, not only in Python.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from strategies.library.timeframes import timeframe_choices
+
+# Wide enough for crypto quantities (18 decimals) and equity indices alike.
+QTY = {"max_digits": 38, "decimal_places": 18}
+PRICE = {"max_digits": 38, "decimal_places": 18}
+MONEY = {"max_digits": 38, "decimal_places": 18}
+
+
+def _in(field: str, choices: type[models.TextChoices]) -> Q:
+    return Q(**{f"{field}__in": choices.values})
+
+
+class Instrument(models.Model):
+    symbol = models.CharField(max_length=40, unique=True)
+    base = models.CharField(max_length=20)
+    quote = models.CharField(max_length=20)
+    price_tick = models.DecimalField(**PRICE)
+    quantity_step = models.DecimalField(**QTY)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_tick__gt=0), name="instrument_tick_positive"),
+            models.CheckConstraint(
+                condition=Q(quantity_step__gt=0), name="instrument_step_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class Candle(models.Model):
+    """One OHLCV bar; `ts` is the bar's open time in UTC."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="candles")
+    timeframe = models.CharField(max_length=8, choices=timeframe_choices)
+    ts = models.DateTimeField()
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["instrument_id", "timeframe", "ts"]
+        constraints = [
+            # The unique index on (instrument, timeframe, ts) also serves range scans.
+            models.UniqueConstraint(
+                fields=["instrument", "timeframe", "ts"], name="candle_unique_bar"
+            ),
+            models.CheckConstraint(condition=Q(high__gte=F("low")), name="candle_high_gte_low"),
+            models.CheckConstraint(
+                condition=Q(low__gt=0) & Q(volume__gte=0), name="candle_positive_prices"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.timeframe} {self.ts:%Y-%m-%d %H:%M}"
+
+
+class Side(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class OrderType(models.TextChoices):
+    MARKET = "market", "Market"
+    LIMIT = "limit", "Limit"
+    STOP = "stop", "Stop"
+
+
+class TimeInForce(models.TextChoices):
+    GTC = "gtc", "Good till cancelled"
+    IOC = "ioc", "Immediate or cancel"
+    FOK = "fok", "Fill or kill"
+    DAY = "day", "Day"
+
+
+class OrderStatus(models.TextChoices):
+    NEW = "new", "New"
+    ACCEPTED = "accepted", "Accepted"
+    PARTIALLY_FILLED = "partially_filled", "Partially filled"
+    FILLED = "filled", "Filled"
+    CANCELLED = "cancelled", "Cancelled"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+
+
+class OrderSource(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    API = "api", "API"
+    PAPER = "paper", "Paper"
+    BACKTEST = "backtest", "Backtest"
+
+
+class PositionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class Direction(models.TextChoices):
+    LONG = "long", "Long"
+    SHORT = "short", "Short"
+
+
+class TradeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class ExitReason(models.TextChoices):
+    SIGNAL = "signal", "Signal"
+    STOP = "stop", "Stop"
+    TARGET = "target", "Target"
+    REVERSAL = "reversal", "Reversal"
+    MANUAL = "manual", "Manual"
+    END = "end", "End"
+
+
+class Order(models.Model):
+    Type = OrderType
+    TimeInForce = TimeInForce
+    Status = OrderStatus
+    Source = OrderSource
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
+    strategy = models.ForeignKey(
+        "strategies.Strategy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+    )
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    order_type = models.CharField(max_length=8, choices=Type.choices, default=Type.MARKET)
+    quantity = models.DecimalField(**QTY)
+    limit_price = models.DecimalField(**PRICE, null=True, blank=True)
+    stop_price = models.DecimalField(**PRICE, null=True, blank=True)
+    time_in_force = models.CharField(
+        max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    client_order_id = models.CharField(max_length=64)
+    filled_quantity = models.DecimalField(**QTY, default=0)
+    avg_fill_price = models.DecimalField(**PRICE, null=True, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at", "-id"], name="order_owner_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "client_order_id"], name="order_client_id_unique_per_owner"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
+                name="order_filled_within_quantity",
+            ),
+            models.CheckConstraint(condition=_in("side", Side), name="order_side_valid"),
+            models.CheckConstraint(condition=_in("order_type", OrderType), name="order_type_valid"),
+            models.CheckConstraint(condition=_in("status", OrderStatus), name="order_status_valid"),
+            models.CheckConstraint(condition=_in("source", OrderSource), name="order_source_valid"),
+            models.CheckConstraint(
+                condition=_in("time_in_force", TimeInForce), name="order_tif_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(order_type="limit") | Q(limit_price__isnull=False),
+                name="order_limit_has_price",
+            ),
+            models.CheckConstraint(
+                condition=~Q(order_type="stop") | Q(stop_price__isnull=False),
+                name="order_stop_has_price",
+            ),
+            models.CheckConstraint(
+                condition=(Q(limit_price__isnull=True) | Q(limit_price__gt=0))
+                & (Q(stop_price__isnull=True) | Q(stop_price__gt=0)),
+                name="order_prices_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.instrument_id} ({self.client_order_id})"
+
+    @property
+    def remaining_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+
+class Fill(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    # Denormalised from the order so the venue trade id can be unique per owner in the database.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills"
+    )
+    venue_trade_id = models.CharField(max_length=100)
+    quantity = models.DecimalField(**QTY)
+    price = models.DecimalField(**PRICE)
+    fee = models.DecimalField(**MONEY, default=0)
+    ts = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-ts", "-id"]
+        indexes = [models.Index(fields=["owner", "-ts", "-id"], name="fill_owner_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "venue_trade_id"], name="fill_venue_id_unique_per_owner"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.venue_trade_id}: {self.quantity} @ {self.price}"
+
+
+class Position(models.Model):
+    """One position's life, from the fill that opens it to the fill that flattens it.
+
+    A fill crossing through zero closes this row and opens a new one on the other side,
+    so at most one row per (owner, strategy, instrument) is open at a time.
+    """
+
+    Status = PositionStatus
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="positions"
+    )
+    strategy = models.ForeignKey(
+        "strategies.Strategy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="positions",
+    )
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="positions")
+    quantity = models.DecimalField(**QTY, default=0, help_text="Signed: negative is short")
+    avg_entry_price = models.DecimalField(**PRICE, default=0)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    fees_paid = models.DecimalField(**MONEY, default=0)
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "status", "-opened_at"], name="position_owner_status")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=_in("status", PositionStatus), name="position_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="closed") | (Q(quantity=0) & Q(closed_at__isnull=False)),
+                name="position_closed_is_flat",
+            ),
+            # NULL strategies are distinct in a unique index, so the manual (strategy-less)
+            # book gets its own partial constraint.
+            models.UniqueConstraint(
+                fields=["owner", "strategy", "instrument"],
+                condition=Q(status="open") & Q(strategy__isnull=False),
+                name="position_one_open_per_strategy",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "instrument"],
+                condition=Q(status="open") & Q(strategy__isnull=True),
+                name="position_one_open_manual",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.quantity} ({self.status})"
+
+
+class Trade(models.Model):
+    """A round trip: an entry and, once closed, the exit that flattened it."""
+
+    Direction = Direction
+    Status = TradeStatus
+    ExitReason = ExitReason
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trades"
+    )
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="trades")
+    strategy = models.ForeignKey(
+        "strategies.Strategy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="trades",
+    )
+    position = models.ForeignKey(
+        Position, on_delete=models.PROTECT, null=True, blank=True, related_name="trades"
+    )
+    direction = models.CharField(max_length=5, choices=Direction.choices)
+    entry_time = models.DateTimeField()
+    exit_time = models.DateTimeField(null=True, blank=True)
+    entry_price = models.DecimalField(**PRICE)
+    exit_price = models.DecimalField(**PRICE, null=True, blank=True)
+    quantity = models.DecimalField(**QTY)
+    pnl = models.DecimalField(**MONEY, default=0)
+    pnl_pct = models.DecimalField(max_digits=20, decimal_places=8, default=0)
+    fees = models.DecimalField(**MONEY, default=0)
+    exit_reason = models.CharField(max_length=8, choices=ExitReason.choices, blank=True)
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-entry_time", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-entry_time", "-id"], name="trade_owner_recent"),
+            models.Index(fields=["owner", "status", "-exit_time"], name="trade_owner_closed"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
+            models.CheckConstraint(condition=Q(entry_price__gt=0), name="trade_entry_positive"),
+            models.CheckConstraint(
+                condition=_in("direction", Direction), name="trade_direction_valid"
+            ),
+            models.CheckConstraint(condition=_in("status", TradeStatus), name="trade_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status="closed")
+                | (Q(exit_time__isnull=False) & Q(exit_price__isnull=False)),
+                name="trade_closed_has_exit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.quantity} {self.instrument_id} ({self.status})"
