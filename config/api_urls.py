@@ -6,4 +6,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("auth/", include("accounts.urls")),
+    path("", include("trading.urls")),
+    path("", include("backtests.urls")),
 ]
