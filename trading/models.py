@@ -7,6 +7,7 @@ Invariants that must never break live in the database as constraints, not only i
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -14,10 +15,16 @@ from django.db.models import F, Q
 
 from strategies.library.timeframes import timeframe_choices
 
+
 # Wide enough for crypto quantities (18 decimals) and equity indices alike.
-QTY = {"max_digits": 38, "decimal_places": 18}
-PRICE = {"max_digits": 38, "decimal_places": 18}
-MONEY = {"max_digits": 38, "decimal_places": 18}
+class _DecimalSpec(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+QTY: _DecimalSpec = {"max_digits": 38, "decimal_places": 18}
+PRICE: _DecimalSpec = {"max_digits": 38, "decimal_places": 18}
+MONEY: _DecimalSpec = {"max_digits": 38, "decimal_places": 18}
 
 
 def _in(field: str, choices: type[models.TextChoices]) -> Q:

@@ -79,7 +79,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "tradelab.sqlite3",
+            "NAME": str(VAR_DIR / "tradelab.sqlite3"),
             # Celery workers and the web process share the file: wait for locks, don't fail.
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
         }

@@ -1,0 +1,262 @@
+"""Market-data writes: generating and importing candles, validated all-or-nothing.
+
+Candles are float64 like the engine. A batch is validated completely before anything is
+written, then upserted on (instrument, timeframe, ts) inside one transaction, so a bad
+file writes nothing and re-importing overlapping data is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+
+from strategies.library.timeframes import TIMEFRAME_SECONDS, timeframe_delta
+from trading.models import Candle, Instrument
+
+OHLCV = ["open", "high", "low", "close", "volume"]
+REQUIRED_COLUMNS = ["ts", *OHLCV]
+# Rows per INSERT batch: large enough to amortise round trips, small enough for SQLite's
+# limit on bound parameters per statement.
+WRITE_CHUNK = 5_000
+MAX_REPORTED_ERRORS = 20
+
+ProgressFn = Callable[[int, int], None]
+
+
+class CandleValidationError(ValueError):
+    """A candle file or frame is unusable; `errors` names each bad row."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        shown = errors[:MAX_REPORTED_ERRORS]
+        more = len(errors) - len(shown)
+        lines = "\n  ".join(shown)
+        suffix = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{len(errors)} problem(s) found, nothing was written:\n  {lines}{suffix}")
+
+
+@dataclass(frozen=True)
+class CandleWriteResult:
+    rows: int
+    first_ts: pd.Timestamp | None
+    last_ts: pd.Timestamp | None
+
+
+def random_walk_candles(
+    *,
+    bars: int,
+    timeframe: str,
+    seed: int,
+    start: pd.Timestamp | None = None,
+    start_price: float = 100.0,
+    annual_volatility: float = 0.6,
+    annual_drift: float = 0.05,
+) -> pd.DataFrame:
+    """A seeded geometric random walk of OHLCV bars, consistent bar to bar.
+
+    Each bar opens at the previous close; high and low extend beyond the body by a
+    random fraction of the bar's volatility, so high >= max(open, close) always holds.
+    """
+    if bars < 1:
+        raise ValueError("bars must be at least 1")
+    rng = np.random.default_rng(seed)
+    bar_seconds = TIMEFRAME_SECONDS[timeframe]
+    dt_years = bar_seconds / (365 * 24 * 3600)
+    sigma = annual_volatility * np.sqrt(dt_years)
+    mu = (annual_drift - 0.5 * annual_volatility**2) * dt_years
+    log_returns = rng.normal(mu, sigma, bars)
+    close = start_price * np.exp(np.cumsum(log_returns))
+    open_ = np.empty(bars)
+    open_[0] = start_price
+    open_[1:] = close[:-1]
+    wick_up = np.abs(rng.normal(0.0, sigma / 2, bars))
+    wick_down = np.abs(rng.normal(0.0, sigma / 2, bars))
+    high = np.maximum(open_, close) * np.exp(wick_up)
+    low = np.minimum(open_, close) * np.exp(-wick_down)
+    volume = rng.lognormal(mean=3.0, sigma=0.5, size=bars)
+    if start is None:
+        # End the series at the latest whole bar, so demo data reaches "now".
+        end = pd.Timestamp.now(tz="UTC").floor(timeframe_delta(timeframe))
+        start = end - timeframe_delta(timeframe) * (bars - 1)
+    index = pd.date_range(start=start, periods=bars, freq=timeframe_delta(timeframe), tz="UTC")
+    frame = pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index
+    )
+    frame.index.name = "ts"
+    return frame
+
+
+def read_candle_file(path: Path) -> pd.DataFrame:
+    """Read a CSV or parquet file of ts, open, high, low, close, volume and validate it.
+
+    Timestamps without an offset are taken as UTC. Row numbers in errors are the file's
+    line numbers for CSV (the header is line 1) and 1-based row positions for parquet.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        raw = pd.read_parquet(path)
+        first_row_number = 1
+    elif suffix in {".csv", ".txt"}:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        first_row_number = 2
+    else:
+        raise CandleValidationError(
+            [f"{path.name}: unsupported file type {suffix!r}; use .csv or .parquet"]
+        )
+    raw.columns = [str(column).strip().lower() for column in raw.columns]
+    return validate_candle_frame(raw, first_row_number=first_row_number)
+
+
+def validate_candle_frame(raw: pd.DataFrame, *, first_row_number: int = 1) -> pd.DataFrame:
+    """Turn raw columns into a clean, sorted, UTC-indexed float frame, or say what is wrong."""
+    missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
+    if missing:
+        raise CandleValidationError(
+            [f"missing column(s): {', '.join(missing)} (need {', '.join(REQUIRED_COLUMNS)})"]
+        )
+    if raw.empty:
+        raise CandleValidationError(["the file has no rows"])
+
+    rows = pd.RangeIndex(first_row_number, first_row_number + len(raw))
+    errors: list[tuple[int, str]] = []
+
+    ts_raw = raw["ts"]
+    if pd.api.types.is_datetime64_any_dtype(ts_raw):
+        ts = pd.to_datetime(ts_raw, utc=True)
+    elif pd.api.types.is_numeric_dtype(ts_raw):
+        # Epoch numbers: milliseconds when they are too large to be seconds.
+        unit = "ms" if float(pd.Series(ts_raw).abs().max()) > 1e11 else "s"
+        ts = pd.to_datetime(ts_raw, unit=unit, utc=True, errors="coerce")
+    else:
+        ts = pd.to_datetime(ts_raw, utc=True, errors="coerce", format="ISO8601")
+    for position in np.flatnonzero(ts.isna().to_numpy()):
+        errors.append((rows[position], f"ts {raw['ts'].iloc[position]!r} is not a timestamp"))
+
+    values = {}
+    for column in OHLCV:
+        numbers = pd.to_numeric(raw[column], errors="coerce")
+        bad = numbers.isna() | ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+        for position in np.flatnonzero(bad.to_numpy()):
+            errors.append(
+                (rows[position], f"{column} {raw[column].iloc[position]!r} is not a number")
+            )
+        values[column] = numbers.to_numpy(dtype=float, na_value=np.nan)
+
+    o, h, low, c, v = (values[column] for column in OHLCV)
+    with np.errstate(invalid="ignore"):
+        checks = [
+            (h < low, "high {h} is below low {low}"),
+            ((o > h) | (c > h), "open/close above high {h}"),
+            ((o < low) | (c < low), "open/close below low {low}"),
+            (low <= 0, "prices must be positive (low {low})"),
+            (v < 0, "volume {v} is negative"),
+        ]
+    for mask, message in checks:
+        for position in np.flatnonzero(mask):
+            errors.append(
+                (rows[position], message.format(h=h[position], low=low[position], v=v[position]))
+            )
+
+    duplicated = ts.duplicated(keep=False).to_numpy() & ts.notna().to_numpy()
+    if duplicated.any():
+        first_seen: dict[pd.Timestamp, int] = {}
+        for position in np.flatnonzero(duplicated):
+            stamp = ts.iloc[position]
+            if stamp in first_seen:
+                errors.append(
+                    (
+                        rows[position],
+                        f"duplicate ts {stamp.isoformat()} (also row {first_seen[stamp]})",
+                    )
+                )
+            else:
+                first_seen[stamp] = rows[position]
+
+    if errors:
+        errors.sort(key=lambda item: item[0])
+        raise CandleValidationError([f"row {row}: {message}" for row, message in errors])
+
+    frame = pd.DataFrame(values, index=pd.DatetimeIndex(ts, name="ts"))
+    return frame.sort_index()
+
+
+def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size]
+
+
+def _ts_params(index: pd.DatetimeIndex) -> list[object]:
+    utc = index.tz_convert("UTC")
+    if connection.vendor != "sqlite":
+        return list(utc.to_pydatetime())
+    # Django stores aware datetimes in SQLite as str() of the naive UTC datetime; matching
+    # that text exactly keeps ORM lookups and the unique constraint consistent.
+    text = utc.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object)
+    fractional = np.flatnonzero(utc.microsecond != 0)
+    if fractional.size:
+        text[fractional] = utc[fractional].strftime("%Y-%m-%d %H:%M:%S.%f")
+    return list(text)
+
+
+@transaction.atomic
+def candles_upsert(
+    *,
+    instrument: Instrument,
+    timeframe: str,
+    frame: pd.DataFrame,
+    progress: ProgressFn | None = None,
+) -> CandleWriteResult:
+    """Insert or overwrite bars on (instrument, timeframe, ts): re-imports are idempotent."""
+    if timeframe not in TIMEFRAME_SECONDS:
+        raise CandleValidationError([f"unknown timeframe {timeframe!r}"])
+    frame = validate_candle_frame(frame.reset_index().rename(columns={"index": "ts"}))
+    table = Candle._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (instrument_id, timeframe, ts, open, high, low, close, volume) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (instrument_id, timeframe, ts) DO UPDATE SET "
+        "open = excluded.open, high = excluded.high, low = excluded.low, "
+        "close = excluded.close, volume = excluded.volume"
+    )
+    done = 0
+    with connection.cursor() as cursor:
+        for chunk in _chunks(frame, WRITE_CHUNK):
+            stamps = _ts_params(pd.DatetimeIndex(chunk.index))
+            columns = [chunk[column].tolist() for column in OHLCV]
+            params = [
+                (instrument.pk, timeframe, stamp, *bar)
+                for stamp, *bar in zip(stamps, *columns, strict=True)
+            ]
+            cursor.executemany(sql, params)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(frame))
+    return CandleWriteResult(
+        rows=len(frame),
+        first_ts=frame.index[0] if len(frame) else None,
+        last_ts=frame.index[-1] if len(frame) else None,
+    )
+
+
+def instrument_for_symbol(symbol: str) -> Instrument:
+    """The instrument named `symbol`, created with sensible ticks if it is new.
+
+    A symbol like BTCUSDT is split into base and quote on a known quote currency.
+    """
+    symbol = symbol.upper()
+    existing = Instrument.objects.filter(symbol=symbol).first()
+    if existing is not None:
+        return existing
+    quote = next((q for q in ("USDT", "USDC", "USD", "EUR", "BTC") if symbol.endswith(q)), "USD")
+    base = symbol.removesuffix(quote) or symbol
+    instrument = Instrument(
+        symbol=symbol, base=base, quote=quote, price_tick="0.01", quantity_step="0.0001"
+    )
+    instrument.full_clean()
+    instrument.save()
+    return instrument
