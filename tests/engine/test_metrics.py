@@ -1,0 +1,201 @@
+"""Every metric on small hand-computed cases, plus the edge cases that break formulas."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from backtests.engine import (
+    HEADLINE_METRICS,
+    METRIC_DEFINITIONS,
+    BacktestConfig,
+    run_positions,
+)
+from tests.engine.bars import make_candles, random_walk
+
+DAY = 86_400.0
+CONFIG = BacktestConfig(fee_rate=0.0, timeframe="1d")
+
+
+@pytest.fixture(scope="module")
+def two_trades():
+    """Five daily bars. Long bar 1 -> bar 2 (100 -> 110, closed), long again from bar 4 at
+    99, still open at the 94.05 close.
+
+    equity:        10000, 11000, 11000, 11000, 10450
+    bar returns r:        0.10,  0,     0,     -0.05
+    asset returns m:      0.10, -0.10,  0,     -0.05
+    """
+    candles = make_candles([100, 100, 110, 99, 99], [100, 110, 99, 99, 94.05])
+    return run_positions(candles, [1, 0, 0, 1, 1], CONFIG)
+
+
+def test_every_defined_metric_is_returned_in_order(two_trades):
+    assert list(two_trades.metrics) == list(METRIC_DEFINITIONS)
+    assert set(HEADLINE_METRICS) <= set(METRIC_DEFINITIONS)
+
+
+def test_period_and_exposure(two_trades):
+    m = two_trades.metrics
+    assert m["start"] == "2024-01-01T00:00:00+00:00"
+    assert m["end"] == "2024-01-05T00:00:00+00:00"
+    assert m["duration_s"] == 4 * DAY
+    assert m["bars"] == 5
+    assert m["exposure_pct"] == pytest.approx(40.0)  # long at the closes of bars 1 and 4
+
+
+def test_equity_and_return_figures(two_trades):
+    m = two_trades.metrics
+    assert m["final_equity"] == pytest.approx(10_450)
+    assert m["peak_equity"] == pytest.approx(11_000)
+    assert m["min_equity"] == pytest.approx(10_000)
+    assert m["profit"] == pytest.approx(450)
+    assert m["commissions"] == 0
+    assert m["return_pct"] == pytest.approx(4.5)
+    assert m["buy_hold_return_pct"] == pytest.approx(-5.95)
+    assert m["annualized_return_pct"] == pytest.approx((1.045 ** (365 / 4) - 1) * 100)
+    assert m["cagr_pct"] == pytest.approx((1.045 ** (365 / 4) - 1) * 100)
+
+
+def test_risk_ratios(two_trades):
+    m = two_trades.metrics
+    mean_r = 0.05 / 4
+    sd = math.sqrt((0.0875**2 + 0.0125**2 + 0.0125**2 + 0.0625**2) / 3)
+    assert m["annualized_volatility_pct"] == pytest.approx(sd * math.sqrt(365) * 100)
+    assert m["sharpe"] == pytest.approx(mean_r / sd * math.sqrt(365))
+    downside = math.sqrt(0.05**2 / 4)
+    assert m["sortino"] == pytest.approx(mean_r / downside * math.sqrt(365))
+    assert m["calmar"] == pytest.approx(m["cagr_pct"] / 100 / 0.05)
+    # cov(r, m) = 0.013125 / 3, var(m) = 0.021875 / 3.
+    assert m["beta"] == pytest.approx(0.6)
+    assert m["alpha_pct"] == pytest.approx((0.0125 - 0.6 * -0.0125) * 365 * 100)
+
+
+def test_drawdown_figures(two_trades):
+    m = two_trades.metrics
+    assert m["max_drawdown_pct"] == pytest.approx(-5.0)
+    assert m["avg_drawdown_pct"] == pytest.approx(-5.0)
+    # Peak at bar 3's close, never regained: runs to the last bar.
+    assert m["max_drawdown_duration_s"] == DAY
+    assert m["avg_drawdown_duration_s"] == DAY
+
+
+def test_trade_statistics_count_closed_trades_only(two_trades):
+    m = two_trades.metrics
+    assert m["num_trades"] == 1 and m["open_trades"] == 1
+    assert m["long_trades"] == 1 and m["short_trades"] == 0
+    assert m["win_rate_pct"] == 100.0
+    assert m["best_trade_pct"] == pytest.approx(10.0)
+    assert m["worst_trade_pct"] == pytest.approx(10.0)
+    assert m["avg_trade_pct"] == pytest.approx(10.0)
+    assert m["max_trade_duration_s"] == DAY and m["avg_trade_duration_s"] == DAY
+    assert m["avg_winner_duration_s"] == DAY and m["avg_loser_duration_s"] is None
+    assert m["profit_factor"] is None  # no losing trade: undefined, not infinite
+    assert m["expectancy"] == pytest.approx(1_000)
+    assert m["expectancy_ratio"] is None
+    assert m["sqn"] is None  # needs two trades
+    assert m["kelly"] == pytest.approx(1.0)
+    assert m["max_consecutive_wins"] == 1 and m["max_consecutive_losses"] == 0
+
+
+def test_daily_figures(two_trades):
+    m = two_trades.metrics
+    # Day returns: 0 (vs initial capital), +10%, 0, 0, -5%.
+    assert m["best_day_pct"] == pytest.approx(10.0)
+    assert m["worst_day_pct"] == pytest.approx(-5.0)
+    assert (m["winning_days"], m["drawn_days"], m["losing_days"]) == (1, 3, 1)
+
+
+def test_daily_figures_group_intraday_bars_by_utc_day():
+    # 1-hour bars over two days: one long trade on day one, flat on day two.
+    closes = [100.0, 100.0] + [102.0] * 46  # long from bar 1 to bar 4 gains 2% on day one
+    opens = [100.0, *closes[:-1]]
+    candles = make_candles(opens, closes, freq="1h")
+    result = run_positions(candles, [1] * 3 + [0] * 45, BacktestConfig(fee_rate=0, timeframe="1h"))
+    m = result.metrics
+    assert (m["winning_days"], m["drawn_days"], m["losing_days"]) == (1, 1, 0)
+    assert m["best_day_pct"] == pytest.approx(2.0)
+
+
+def test_losing_streaks_profit_factor_sqn_and_kelly():
+    # Three round trips: 100 -> 110, 100 -> 90, 100 -> 95.
+    opens = [100, 100, 110, 100, 90, 100, 95, 95]
+    candles = make_candles(opens, opens)
+    result = run_positions(candles, [1, 0, 1, 0, 1, 0, 0, 0], CONFIG)
+    m = result.metrics
+    pct = result.trades.pnl_pct.to_numpy()
+    assert np.allclose(pct, [10, -10, -5])
+    pnl = result.trades.pnl.to_numpy()
+    assert m["profit_factor"] == pytest.approx(pnl[0] / -(pnl[1] + pnl[2]))
+    assert m["win_rate_pct"] == pytest.approx(100 / 3)
+    assert m["max_consecutive_wins"] == 1 and m["max_consecutive_losses"] == 2
+    assert m["sqn"] == pytest.approx(math.sqrt(3) * pct.mean() / pct.std(ddof=1))
+    ratio = 10 / 7.5  # average win over average loss, in trade %
+    assert m["kelly"] == pytest.approx(1 / 3 - (2 / 3) / ratio)
+    assert m["expectancy_ratio"] == pytest.approx((1 + ratio) / 3 - 1)
+    assert m["expectancy"] == pytest.approx(pnl.mean())
+
+
+def test_all_losing_trades():
+    opens = [100, 100, 90, 90, 80, 80]
+    result = run_positions(make_candles(opens, opens), [1, 0, 1, 0, 0, 0], CONFIG)
+    m = result.metrics
+    assert m["num_trades"] == 2 and m["win_rate_pct"] == 0.0
+    assert m["profit_factor"] == 0.0
+    assert m["kelly"] is None and m["expectancy_ratio"] == -1.0
+    assert m["max_consecutive_losses"] == 2 and m["best_trade_pct"] == pytest.approx(-10.0)
+
+
+def test_no_trades_leaves_trade_metrics_undefined_and_equity_flat():
+    candles = random_walk(500, freq="1h")
+    m = run_positions(candles, np.zeros(500), BacktestConfig(timeframe="1h")).metrics
+    assert m["num_trades"] == 0 and m["open_trades"] == 0
+    for key in ("win_rate_pct", "profit_factor", "sqn", "kelly", "expectancy", "best_trade_pct"):
+        assert m[key] is None, key
+    assert m["return_pct"] == 0 and m["max_drawdown_pct"] == 0
+    assert m["sharpe"] is None and m["sortino"] is None and m["calmar"] is None
+    assert m["annualized_volatility_pct"] == 0 and m["exposure_pct"] == 0
+    assert m["beta"] == 0 and m["alpha_pct"] == 0
+    assert m["max_consecutive_wins"] == 0 and m["drawn_days"] == m["winning_days"] + 21
+
+
+def test_a_flat_price_has_no_beta_and_loses_only_fees():
+    candles = make_candles([50.0] * 10, [50.0] * 10)
+    config = BacktestConfig(fee_rate=0.001, timeframe="1d")
+    m = run_positions(candles, [1, 1, 0, 0, 1, 1, 0, 0, 0, 0], config).metrics
+    assert m["buy_hold_return_pct"] == 0.0
+    assert m["beta"] is None and m["alpha_pct"] is None
+    assert m["num_trades"] == 2 and m["win_rate_pct"] == 0.0
+    assert m["final_equity"] < 10_000
+    assert m["commissions"] == pytest.approx(10_000 - m["final_equity"])
+
+
+def test_a_single_bar():
+    candles = make_candles([100.0], [101.0])
+    m = run_positions(candles, [1.0], CONFIG).metrics
+    assert m["bars"] == 1 and m["duration_s"] == 0
+    assert m["final_equity"] == 10_000 and m["return_pct"] == 0
+    assert m["cagr_pct"] is None and m["annualized_return_pct"] is None
+    assert m["sharpe"] is None and m["annualized_volatility_pct"] is None
+    assert m["max_drawdown_pct"] == 0 and m["num_trades"] == 0
+    assert m["drawn_days"] == 1 and m["best_day_pct"] == 0
+
+
+def test_metrics_are_json_without_nan_or_infinity():
+    for seed in range(5):
+        candles = random_walk(3_000, seed=seed)
+        rng = np.random.default_rng(seed)
+        target = np.repeat(rng.choice([-1.0, 0.0, 1.0], 300), 10)
+        config = BacktestConfig(allow_short=True, stop_loss_pct=0.5, take_profit_pct=0.5)
+        json.dumps(run_positions(candles, target, config).metrics, allow_nan=False)
+
+
+def test_annualisation_follows_the_timeframe():
+    candles = random_walk(2_000, seed=4, freq="1h")
+    target = np.ones(2_000)
+    hourly = run_positions(candles, target, BacktestConfig(timeframe="1h")).metrics
+    minute = run_positions(candles, target, BacktestConfig(timeframe="1m")).metrics
+    assert minute["sharpe"] == pytest.approx(hourly["sharpe"] * math.sqrt(60))
