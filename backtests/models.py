@@ -99,6 +99,16 @@ class BacktestRun(BacktestSettings):
     bars_total = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
     cache_hit = models.BooleanField(default=False)
+    # A cache hit shares the trades and curves of the run that computed the result.
+    shared_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="shared_by"
+    )
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Executions started; more than one means a worker was lost"
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the executing worker"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -168,6 +178,7 @@ class Sweep(BacktestSettings):
     results = models.JSONField(default=list, blank=True)
     best_parameters = models.JSONField(null=True, blank=True)
     best_value = models.FloatField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

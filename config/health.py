@@ -1,4 +1,5 @@
-"""`GET /health`: is the database reachable, and the broker and channel layer once configured."""
+"""`GET /health`: is the database reachable, and the broker and channel layer once configured;
+also the result cache's size and hit rate."""
 
 from __future__ import annotations
 
@@ -54,5 +55,11 @@ def health(request: HttpRequest) -> JsonResponse:
         checks["broker"] = _run(_check_broker)
         checks["channel_layer"] = _run(_check_channel_layer)
     healthy = all(check["ok"] for check in checks.values())
-    body = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    body: dict[str, object] = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    if checks["database"]["ok"]:
+        # Numbers, not a check: a cold cache is not an unhealthy one.
+        from persistence.selectors import cache_stats
+
+        stats = cache_stats()
+        body["cache"] = {key: stats[key] for key in ("entries", "size_bytes", "hits", "hit_rate")}
     return JsonResponse(body, status=200 if healthy else 503)

@@ -4,4 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from backtests.consumers import (
+    BacktestProgressConsumer,
+    JwtQueryAuthMiddleware,
+    SweepProgressConsumer,
+)
+
+websocket_urlpatterns: list[Any] = [
+    path(
+        "ws/backtests/<int:pk>/",
+        JwtQueryAuthMiddleware(BacktestProgressConsumer.as_asgi()),
+        name="ws-backtest",
+    ),
+    path(
+        "ws/sweeps/<int:pk>/",
+        JwtQueryAuthMiddleware(SweepProgressConsumer.as_asgi()),
+        name="ws-sweep",
+    ),
+]

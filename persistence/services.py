@@ -23,7 +23,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
-from persistence.models import Artifact, CachedResult, StorageFormat
+from persistence.hashing import canonical_json
+from persistence.hashing import params_hash as hash_of
+from persistence.models import Artifact, CachedResult, ParamSet, StorageFormat
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,16 @@ def payload_read(*, blob: bytes | memoryview | None, file_path: str) -> bytes:
 
 
 @transaction.atomic
+def params_record(*, payload: dict[str, object]) -> str:
+    """The params hash of `payload`, remembering its canonical JSON for anyone debugging a key."""
+    digest = hash_of(payload)
+    ParamSet.objects.get_or_create(
+        params_hash=digest, defaults={"canonical_json": canonical_json(payload)}
+    )
+    return digest
+
+
+@transaction.atomic
 def cache_lookup(*, kind: str, params_hash: str) -> CachedResult | None:
     """The cached result for (kind, params_hash), counting the hit; None on a miss."""
     entry = CachedResult.objects.filter(kind=kind, params_hash=params_hash).first()
@@ -88,6 +100,23 @@ def cache_lookup(*, kind: str, params_hash: str) -> CachedResult | None:
     entry.hit_count += 1
     entry.last_hit_at = now
     return entry
+
+
+@transaction.atomic
+def cache_lookup_many(*, kinds: list[str], params_hashes: list[str]) -> dict[str, CachedResult]:
+    """Cached results for many hashes at once (first kind in `kinds` wins), hits counted."""
+    found: dict[str, CachedResult] = {}
+    if not params_hashes:
+        return found
+    entries = CachedResult.objects.filter(kind__in=kinds, params_hash__in=set(params_hashes))
+    rank = {kind: position for position, kind in enumerate(kinds)}
+    for entry in sorted(entries, key=lambda e: rank[e.kind]):
+        found.setdefault(entry.params_hash, entry)
+    if found:
+        CachedResult.objects.filter(pk__in=[e.pk for e in found.values()]).update(
+            hit_count=F("hit_count") + 1, last_hit_at=timezone.now()
+        )
+    return found
 
 
 @transaction.atomic
@@ -222,7 +251,9 @@ __all__ = [
     "cache_evict",
     "cache_load",
     "cache_lookup",
+    "cache_lookup_many",
     "cache_purge",
     "cache_store",
+    "params_record",
     "payload_read",
 ]

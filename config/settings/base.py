@@ -191,3 +191,19 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Backtests as a service (owned by backtests/; see backtests/services.py) -----------
+# Progress messages: at most one per this many seconds (and one per percent) per run.
+BACKTEST_PROGRESS_MIN_INTERVAL = float(env_str("BACKTEST_PROGRESS_MIN_INTERVAL", "0.1"))
+# A running run whose worker has sent no sign of life for this long is considered lost:
+# it is requeued, or failed once it has been started BACKTEST_MAX_ATTEMPTS times.
+BACKTEST_STALE_AFTER_SECONDS = env_int("BACKTEST_STALE_AFTER_SECONDS", 120)
+BACKTEST_MAX_ATTEMPTS = env_int("BACKTEST_MAX_ATTEMPTS", 3)
+# Sweep combinations per Celery chunk; 0 sizes chunks so every worker gets several.
+SWEEP_CHUNK_SIZE = env_int("SWEEP_CHUNK_SIZE", 0)
+SWEEP_MAX_COMBINATIONS = env_int("SWEEP_MAX_COMBINATIONS", 5000)
+# Equity rows beyond this are thinned (last value per period) in the xlsx export.
+EXPORT_MAX_EQUITY_ROWS = env_int("EXPORT_MAX_EQUITY_ROWS", 100_000)
+CELERY_BEAT_SCHEDULE = {
+    "backtests-reap-stale": {"task": "backtests.tasks.reap_stale", "schedule": 60.0},
+}

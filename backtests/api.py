@@ -1,0 +1,494 @@
+"""REST API for backtests and sweeps: thin views over backtests.services and selectors."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, cast
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from backtests import selectors, services
+from backtests.engine import HEADLINE_METRICS
+from backtests.filters import BacktestRunFilter, BacktestTradeFilter
+from backtests.models import BacktestRun, BacktestTrade, Sweep
+from persistence.selectors import cache_stats
+from strategies.library.timeframes import TIMEFRAME_SECONDS
+from strategies.models import Strategy
+
+
+def _user(request: Request) -> User:
+    # IsAuthenticated (the default permission) has already turned anonymous requests away.
+    return cast(User, request.user)
+
+
+class CappedPagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 500
+
+
+class _DownloadRenderer(BaseRenderer):
+    """Lets `?format=csv|parquet|xlsx` pass DRF's content negotiation; views return bytes."""
+
+    charset = None
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):  # type: ignore[no-untyped-def]
+        return data
+
+
+class CsvRenderer(_DownloadRenderer):
+    media_type = "text/csv"
+    format = "csv"
+
+
+class ParquetRenderer(_DownloadRenderer):
+    media_type = services.PARQUET_MIME
+    format = "parquet"
+
+
+class XlsxRenderer(_DownloadRenderer):
+    media_type = services.XLSX_MIME
+    format = "xlsx"
+
+
+def _download(content: bytes, *, filename: str, mime: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=mime)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# --- Serializers ----------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class OwnedStrategyField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+    """A strategy id the caller may use: their own, or any for staff."""
+
+    def get_queryset(self) -> Any:
+        user = self.context["request"].user
+        strategies = Strategy.objects.select_related("instrument")
+        return strategies if user.is_staff else strategies.filter(owner=user)
+
+
+class RunOverridesMixin(serializers.Serializer):  # type: ignore[type-arg]
+    """Settings a request may override; anything left out comes from the strategy."""
+
+    parameters = serializers.DictField(
+        required=False, help_text="Merged over the strategy's parameters, then validated."
+    )
+    timeframe = serializers.ChoiceField(choices=list(TIMEFRAME_SECONDS), required=False)
+    initial_capital = serializers.DecimalField(max_digits=20, decimal_places=2, required=False)
+    fee_rate = serializers.DecimalField(max_digits=8, decimal_places=6, required=False)
+    slippage_bps = serializers.DecimalField(max_digits=8, decimal_places=2, required=False)
+    size_fraction = serializers.DecimalField(max_digits=6, decimal_places=4, required=False)
+    allow_short = serializers.BooleanField(required=False)
+    stop_loss_pct = serializers.DecimalField(
+        max_digits=8, decimal_places=4, required=False, allow_null=True
+    )
+    take_profit_pct = serializers.DecimalField(
+        max_digits=8, decimal_places=4, required=False, allow_null=True
+    )
+
+    def overrides(self) -> dict[str, Any]:
+        data = self.validated_data
+        return {name: data[name] for name in services.OVERRIDABLE if name in data}
+
+
+class BacktestSubmitSerializer(RunOverridesMixin):
+    strategy = OwnedStrategyField()
+    start = serializers.DateTimeField(help_text="First bar's open time (inclusive), UTC.")
+    end = serializers.DateTimeField(help_text="End of the range (exclusive), UTC.")
+    use_cache = serializers.BooleanField(
+        default=True, help_text="False recomputes even when the params hash is cached."
+    )
+
+
+class BacktestRunSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    symbol = serializers.CharField(source="instrument.symbol", read_only=True)
+    headline_metrics = serializers.SerializerMethodField()
+    websocket = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BacktestRun
+        fields = [
+            "id",
+            "owner",
+            "strategy",
+            "kind",
+            "parameters",
+            "symbol",
+            "timeframe",
+            "start",
+            "end",
+            "initial_capital",
+            "fee_rate",
+            "slippage_bps",
+            "size_fraction",
+            "allow_short",
+            "stop_loss_pct",
+            "take_profit_pct",
+            "params_hash",
+            "cache_hit",
+            "shared_from",
+            "status",
+            "progress",
+            "bars_done",
+            "bars_total",
+            "error",
+            "attempts",
+            "headline_metrics",
+            "metrics",
+            "sweep",
+            "websocket",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_headline_metrics(self, run: BacktestRun) -> dict[str, Any]:
+        return services.headline(run.metrics)
+
+    def get_websocket(self, run: BacktestRun) -> str:
+        return f"/ws/backtests/{run.pk}/"
+
+
+class BacktestTradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = BacktestTrade
+        fields = [
+            "id",
+            "direction",
+            "entry_time",
+            "exit_time",
+            "entry_price",
+            "exit_price",
+            "quantity",
+            "pnl",
+            "pnl_pct",
+            "fees",
+            "duration_seconds",
+            "exit_reason",
+            "is_open",
+        ]
+        read_only_fields = fields
+
+
+class SweepSubmitSerializer(RunOverridesMixin):
+    strategy = OwnedStrategyField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    grid = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField(), allow_empty=False),
+        help_text='Parameter name to the values to try, e.g. {"fast": [5, 10], "slow": [50]}.',
+    )
+    samples = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Run this many combinations drawn at random from the grid instead of all.",
+    )
+    rank_metric = serializers.ChoiceField(choices=list(services.RANKABLE_METRICS), default="sharpe")
+
+
+class SweepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    symbol = serializers.CharField(source="instrument.symbol", read_only=True)
+    websocket = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Sweep
+        fields = [
+            "id",
+            "owner",
+            "strategy",
+            "kind",
+            "symbol",
+            "timeframe",
+            "start",
+            "end",
+            "initial_capital",
+            "fee_rate",
+            "slippage_bps",
+            "size_fraction",
+            "allow_short",
+            "stop_loss_pct",
+            "take_profit_pct",
+            "grid",
+            "samples",
+            "rank_metric",
+            "status",
+            "progress",
+            "combinations_total",
+            "combinations_done",
+            "combinations_cached",
+            "best_parameters",
+            "best_value",
+            "results",
+            "error",
+            "websocket",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_websocket(self, sweep: Sweep) -> str:
+        return f"/ws/sweeps/{sweep.pk}/"
+
+
+_conflict = OpenApiResponse(description="The run has already finished.")
+
+
+# --- Views ----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List backtest runs",
+        description="Your runs (every run for staff), filtered, ordered by created_at or a "
+        f"headline metric ({', '.join(HEADLINE_METRICS)}).",
+    ),
+    retrieve=extend_schema(summary="One backtest run"),
+)
+@extend_schema(tags=["backtests"])
+class BacktestRunViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
+):
+    queryset = BacktestRun.objects.none()  # for the schema; requests use get_queryset
+    serializer_class = BacktestRunSerializer
+    pagination_class = CappedPagination
+    filterset_class = BacktestRunFilter
+    ordering_fields: list[str] = []  # ordering is the FilterSet's `ordering`, metrics included
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return BacktestRun.objects.none()
+        return selectors.backtest_list(user=_user(self.request))
+
+    def get_object(self) -> BacktestRun:
+        run = selectors.backtest_get(user=_user(self.request), run_id=int(self.kwargs["pk"]))
+        if run is None:
+            raise NotFound("No such backtest run.")
+        return run
+
+    @extend_schema(
+        summary="Submit a backtest",
+        request=BacktestSubmitSerializer,
+        responses={
+            201: BacktestRunSerializer,
+            400: OpenApiResponse(description="Per-field errors, parameters by name."),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        form = BacktestSubmitSerializer(data=request.data, context={"request": request})
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            run = services.backtest_submit(
+                user=_user(request),
+                strategy=data["strategy"],
+                start=data["start"],
+                end=data["end"],
+                overrides=form.overrides(),
+                use_cache=data["use_cache"],
+            )
+        except services.BacktestInputError as exc:
+            raise ValidationError(exc.errors) from exc
+        return Response(BacktestRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel a queued or running backtest",
+        request=None,
+        responses={200: BacktestRunSerializer, 409: _conflict},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        try:
+            run = services.backtest_cancel(run=self.get_object())
+        except services.BacktestConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(BacktestRunSerializer(run).data)
+
+    @extend_schema(
+        summary="The run's trades",
+        responses=BacktestTradeSerializer(many=True),
+        parameters=[
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+            OpenApiParameter("is_open", bool),
+            OpenApiParameter("direction", str, enum=["long", "short"]),
+            OpenApiParameter("exit_reason", str, enum=["signal", "stop", "target", "end"]),
+            OpenApiParameter("pnl_sign", str, enum=["positive", "negative", "zero"]),
+        ],
+    )
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def trades(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        trades = BacktestTradeFilter(request.query_params, selectors.backtest_trades(run=run))
+        if not trades.is_valid():
+            raise ValidationError(trades.errors)
+        page = self.paginate_queryset(trades.qs)
+        return self.get_paginated_response(BacktestTradeSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="The equity and drawdown curves",
+        parameters=[
+            OpenApiParameter("format", str, enum=["json", "csv", "parquet"], default="json")
+        ],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, services.PARQUET_MIME): OpenApiTypes.BINARY,
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[JSONRenderer, CsvRenderer, ParquetRenderer],
+        filter_backends=[],
+        pagination_class=None,
+    )
+    def equity(self, request: Request, pk: str) -> Any:
+        run = self.get_object()
+        frame = services.equity_frame(run)
+        wanted = request.query_params.get("format", "json")
+        if wanted == "csv":
+            text = frame.to_csv(index_label="ts", date_format="%Y-%m-%dT%H:%M:%SZ")
+            return _download(text.encode(), filename=f"run-{run.pk}-equity.csv", mime="text/csv")
+        if wanted == "parquet":
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer)
+            return _download(
+                buffer.getvalue(),
+                filename=f"run-{run.pk}-equity.parquet",
+                mime=services.PARQUET_MIME,
+            )
+        return Response(
+            {
+                "run": run.pk,
+                "ts": [ts.isoformat() for ts in frame.index],
+                "equity": frame["equity"].tolist(),
+                "drawdown": frame["drawdown"].tolist(),
+            }
+        )
+
+    @extend_schema(
+        summary="Download the results",
+        description="xlsx: sheets metrics, trades and equity (built once per params hash and "
+        "kept as an artifact). csv: the trades.",
+        parameters=[OpenApiParameter("format", str, enum=["xlsx", "csv"], default="xlsx")],
+        responses={
+            (200, services.XLSX_MIME): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            409: _conflict,
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[XlsxRenderer, CsvRenderer, JSONRenderer],
+        filter_backends=[],
+        pagination_class=None,
+    )
+    def export(self, request: Request, pk: str) -> Any:
+        run = self.get_object()
+        wanted = request.query_params.get("format", "xlsx")
+        try:
+            if wanted == "csv":
+                if run.status != "succeeded":
+                    raise services.BacktestConflict(f"Run {run.pk} has no results ({run.status}).")
+                text = selectors.trade_frame(run).to_csv(index=False)
+                return _download(
+                    text.encode(), filename=f"run-{run.pk}-trades.csv", mime="text/csv"
+                )
+            content = services.backtest_export_xlsx(run=run)
+        except services.BacktestConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return _download(content, filename=f"run-{run.pk}.xlsx", mime=services.XLSX_MIME)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List sweeps"), retrieve=extend_schema(summary="One sweep")
+)
+@extend_schema(tags=["sweeps"])
+class SweepViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
+):
+    queryset = Sweep.objects.none()  # for the schema; requests use get_queryset
+    serializer_class = SweepSerializer
+    pagination_class = CappedPagination
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return Sweep.objects.none()
+        return selectors.sweep_list(user=_user(self.request))
+
+    def get_object(self) -> Sweep:
+        sweep = selectors.sweep_get(user=_user(self.request), sweep_id=int(self.kwargs["pk"]))
+        if sweep is None:
+            raise NotFound("No such sweep.")
+        return sweep
+
+    @extend_schema(
+        summary="Submit a parameter sweep",
+        request=SweepSubmitSerializer,
+        responses={201: SweepSerializer, 400: OpenApiResponse(description="Per-field errors.")},
+    )
+    def create(self, request: Request) -> Response:
+        form = SweepSubmitSerializer(data=request.data, context={"request": request})
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            sweep = services.sweep_submit(
+                user=_user(request),
+                strategy=data["strategy"],
+                start=data["start"],
+                end=data["end"],
+                grid=data["grid"],
+                samples=data.get("samples"),
+                rank_metric=data["rank_metric"],
+                overrides=form.overrides(),
+            )
+        except services.BacktestInputError as exc:
+            raise ValidationError(exc.errors) from exc
+        return Response(SweepSerializer(sweep).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel a sweep", request=None, responses={200: SweepSerializer, 409: _conflict}
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        try:
+            sweep = services.sweep_cancel(sweep=self.get_object())
+        except services.BacktestConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(SweepSerializer(sweep).data)
+
+
+class CacheStatsView(APIView):
+    """Result-cache size and hit rate, and how many submits the cache answered."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, tags=["backtests"], summary="Cache statistics")
+    def get(self, request: Request) -> Response:
+        return Response({"cache": cache_stats(), "runs": selectors.run_stats()})

@@ -1,0 +1,205 @@
+"""The backtest REST API over real HTTP calls through DRF's test client."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from backtests import services
+from backtests.models import BacktestRun
+from persistence.models import Artifact
+from tests.backtests.conftest import END, T0
+from tests.factories import StrategyFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/backtests/"
+
+
+def body(strategy, **extra):  # type: ignore[no-untyped-def]
+    return {"strategy": strategy.pk, "start": T0.isoformat(), "end": END.isoformat(), **extra}
+
+
+def run_to_completion(api_client, strategy, **extra) -> dict:  # type: ignore[no-untyped-def]
+    response = api_client.post(URL, body(strategy, **extra), format="json")
+    assert response.status_code == 201, response.json()
+    run = BacktestRun.objects.get(pk=response.json()["id"])
+    if run.status == "queued":
+        services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
+    return api_client.get(f"{URL}{run.pk}/").json()
+
+
+def test_submit_returns_201_with_cache_hit_and_params_hash(api_client, strategy) -> None:
+    response = api_client.post(URL, body(strategy), format="json")
+    assert response.status_code == 201
+    data = response.json()
+    assert data["status"] == "queued"
+    assert data["cache_hit"] is False
+    assert len(data["params_hash"]) == 64
+    assert data["websocket"] == f"/ws/backtests/{data['id']}/"
+
+
+def test_the_same_request_again_is_a_cache_hit(api_client, strategy) -> None:
+    first = run_to_completion(api_client, strategy)
+    second = api_client.post(URL, body(strategy), format="json").json()
+    assert second["cache_hit"] is True
+    assert second["status"] == "succeeded"
+    assert second["params_hash"] == first["params_hash"]
+    assert second["headline_metrics"] == first["headline_metrics"]
+
+
+def test_invalid_parameters_are_a_400_naming_field_and_rule(api_client, strategy) -> None:
+    response = api_client.post(
+        URL, body(strategy, parameters={"fast": 0, "bogus": 1}), format="json"
+    )
+    assert response.status_code == 400
+    errors = response.json()["parameters"]
+    assert errors["fast"] == ["Must be at least 1."]
+    assert "Unknown parameter" in errors["bogus"][0]
+
+
+def test_another_users_run_is_a_404_and_their_strategy_a_400(
+    api_client, other_user, strategy, market
+) -> None:
+    from rest_framework.test import APIClient
+
+    theirs = APIClient()
+    theirs.force_authenticate(other_user)
+    run = theirs.post(
+        URL, body(StrategyFactory(owner=other_user, instrument=market)), format="json"
+    )
+    run_id = run.json()["id"]
+    assert api_client.get(f"{URL}{run_id}/").status_code == 404
+    assert api_client.post(f"{URL}{run_id}/cancel/").status_code == 404
+    assert api_client.get(f"{URL}{run_id}/trades/").status_code == 404
+    assert run_id not in [r["id"] for r in api_client.get(URL).json()["results"]]
+    foreign = api_client.post(URL, body(StrategyFactory(owner=other_user, instrument=market)))
+    assert foreign.status_code == 400 and "strategy" in foreign.json()
+
+
+def test_staff_see_every_run(api_client, staff_client, strategy) -> None:
+    api_client.post(URL, body(strategy), format="json")
+    assert staff_client.get(URL).json()["count"] == 1
+
+
+def test_the_list_filters_and_orders_by_a_headline_metric(api_client, strategy) -> None:
+    run_to_completion(api_client, strategy)
+    run_to_completion(api_client, strategy, parameters={"fast": 8, "slow": 40})
+    api_client.post(URL, body(strategy, parameters={"fast": 3, "slow": 30}), format="json")
+    listed = api_client.get(URL, {"status": "succeeded", "ordering": "-return_pct"}).json()
+    returns = [r["headline_metrics"]["return_pct"] for r in listed["results"]]
+    assert len(returns) == 2 and returns == sorted(returns, reverse=True)
+    assert api_client.get(URL, {"symbol": "btcusdt", "kind": "sma_cross"}).json()["count"] == 3
+    assert api_client.get(URL, {"symbol": "ETHUSDT"}).json()["count"] == 0
+    assert api_client.get(URL, {"created_after": "2100-01-01T00:00:00Z"}).json()["count"] == 0
+    assert api_client.get(URL, {"limit": 100000}).json()["count"] == 3
+    assert api_client.get(URL, {"ordering": "bogus"}).status_code == 400
+
+
+def test_pagination_is_capped(api_client, strategy) -> None:
+    response = api_client.get(URL, {"limit": 100000})
+    assert response.status_code == 200
+    from backtests.api import CappedPagination
+
+    assert CappedPagination.max_limit == 500
+
+
+def test_trades_are_paginated_and_filterable(api_client, strategy) -> None:
+    run = run_to_completion(api_client, strategy)
+    trades = api_client.get(f"{URL}{run['id']}/trades/", {"limit": 2}).json()
+    assert trades["count"] > 2 and len(trades["results"]) == 2
+    winners = api_client.get(f"{URL}{run['id']}/trades/", {"pnl_sign": "positive"}).json()
+    assert winners["results"] and all(t["pnl"] > 0 for t in winners["results"])
+    shorts = api_client.get(f"{URL}{run['id']}/trades/", {"direction": "short"}).json()
+    longs = api_client.get(f"{URL}{run['id']}/trades/", {"direction": "long"}).json()
+    assert all(t["direction"] == "short" for t in shorts["results"])
+    assert shorts["count"] + longs["count"] == trades["count"]
+    by_reason = api_client.get(f"{URL}{run['id']}/trades/", {"exit_reason": "signal"}).json()
+    assert all(t["exit_reason"] == "signal" for t in by_reason["results"])
+
+
+def test_equity_comes_as_json_csv_or_parquet(api_client, strategy) -> None:
+    run = run_to_completion(api_client, strategy)
+    url = f"{URL}{run['id']}/equity/"
+    as_json = api_client.get(url).json()
+    assert len(as_json["equity"]) == len(as_json["ts"]) == 600
+    as_csv = api_client.get(url, {"format": "csv"})
+    assert as_csv.status_code == 200 and as_csv["Content-Type"] == "text/csv"
+    assert as_csv.content.decode().splitlines()[0] == "ts,equity,drawdown"
+    as_parquet = api_client.get(url, {"format": "parquet"})
+    frame = pd.read_parquet(io.BytesIO(as_parquet.content))
+    assert len(frame) == 600 and frame["equity"].iloc[-1] == pytest.approx(as_json["equity"][-1])
+
+
+def test_the_xlsx_export_has_three_sheets_and_is_kept_as_an_artifact(api_client, strategy) -> None:
+    run = run_to_completion(api_client, strategy)
+    response = api_client.get(f"{URL}{run['id']}/export/", {"format": "xlsx"})
+    assert response.status_code == 200
+    assert "attachment" in response["Content-Disposition"]
+    book = load_workbook(io.BytesIO(response.content), read_only=True)
+    assert book.sheetnames == ["metrics", "trades", "equity"]
+    assert sum(1 for _ in book["equity"].iter_rows()) == 601
+    assert Artifact.objects.filter(name="export.xlsx").count() == 1
+    again = api_client.get(f"{URL}{run['id']}/export/")
+    assert again.content == response.content
+    assert Artifact.objects.filter(name="export.xlsx").count() == 1
+    csv = api_client.get(f"{URL}{run['id']}/export/", {"format": "csv"})
+    assert csv.content.decode().startswith("direction,entry_time")
+
+
+def test_export_of_an_unfinished_run_is_a_conflict(api_client, strategy) -> None:
+    run = api_client.post(URL, body(strategy), format="json").json()
+    assert api_client.get(f"{URL}{run['id']}/export/").status_code == 409
+
+
+def test_cancel_then_cancel_again_is_a_conflict(api_client, strategy) -> None:
+    run = api_client.post(URL, body(strategy), format="json").json()
+    cancelled = api_client.post(f"{URL}{run['id']}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert api_client.post(f"{URL}{run['id']}/cancel/").status_code == 409
+
+
+def test_strategy_kinds_list_every_kind_with_its_spec(api_client) -> None:
+    kinds = {k["name"]: k for k in api_client.get("/api/v1/strategies/kinds/").json()}
+    assert "sma_cross" in kinds
+    fast = next(p for p in kinds["sma_cross"]["params"] if p["name"] == "fast")
+    assert fast["type"] == "int" and fast["min"] == 1
+
+
+def test_cache_stats_report_hits(api_client, strategy) -> None:
+    run_to_completion(api_client, strategy)
+    api_client.post(URL, body(strategy), format="json")
+    stats = api_client.get("/api/v1/cache/stats/").json()
+    assert stats["cache"]["by_kind"]["backtest"]["hits"] == 1
+    assert stats["runs"]["cache_hits"] == 1
+
+
+def test_anonymous_requests_are_refused(client) -> None:
+    assert client.get(URL).status_code in (401, 403)
+
+
+def test_the_schema_describes_the_backtest_api(api_client) -> None:
+    schema = api_client.get("/api/schema/", {"format": "json"}).json()
+    for path in (
+        "/api/v1/backtests/",
+        "/api/v1/backtests/{id}/cancel/",
+        "/api/v1/backtests/{id}/trades/",
+        "/api/v1/backtests/{id}/equity/",
+        "/api/v1/backtests/{id}/export/",
+        "/api/v1/sweeps/",
+        "/api/v1/sweeps/{id}/",
+        "/api/v1/strategies/kinds/",
+    ):
+        assert path in schema["paths"], path
+    assert api_client.get("/api/docs/").status_code == 200
+
+
+def test_health_reports_cache_size_and_hit_rate(client, api_client, strategy) -> None:
+    run_to_completion(api_client, strategy)
+    api_client.post(URL, body(strategy), format="json")
+    cache = client.get("/health").json()["cache"]
+    assert cache["entries"] >= 2  # the backtest result and the candle copy
+    assert cache["hits"] >= 1 and cache["size_bytes"] > 0

@@ -1,0 +1,253 @@
+"""backtest_submit, the execution task's service, cancel and recovery after a lost worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from backtests import services
+from backtests.engine import EngineError
+from backtests.models import BacktestRun, BacktestTrade, RunStatus
+from persistence.models import Artifact, CachedResult
+from tests.backtests.conftest import END, T0
+from tests.factories import StrategyFactory
+from trading.models import Candle, Instrument
+
+pytestmark = pytest.mark.django_db
+
+
+def submit(user, strategy, **kwargs):  # type: ignore[no-untyped-def]
+    return services.backtest_submit(user=user, strategy=strategy, start=T0, end=END, **kwargs)
+
+
+def execute(run: BacktestRun) -> BacktestRun:
+    services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
+    run.refresh_from_db()
+    return run
+
+
+def test_a_miss_queues_the_run_and_enqueues_its_task_on_commit(
+    user, strategy, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks() as callbacks:
+        run = submit(user, strategy)
+    assert run.status == RunStatus.QUEUED
+    assert not run.cache_hit
+    assert len(run.params_hash) == 64
+    assert run.parameters == {"fast": 5, "slow": 20}
+    assert len(callbacks) == 1
+
+
+def test_execution_saves_metrics_trades_and_curves_in_one_go(user, strategy) -> None:
+    run = execute(submit(user, strategy))
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.progress == 100
+    assert run.bars_total == run.bars_done == 600
+    assert run.attempts == 1
+    assert run.metrics["bars"] == 600
+    assert (
+        BacktestTrade.objects.filter(run=run).count()
+        == run.metrics["num_trades"] + run.metrics["open_trades"]
+    )
+    frame = services.equity_frame(run)
+    assert list(frame.columns) == ["equity", "drawdown"]
+    assert len(frame) == 600
+    assert CachedResult.objects.filter(kind="backtest", params_hash=run.params_hash).exists()
+
+
+def test_an_identical_request_is_answered_from_the_cache_without_a_task(
+    user, strategy, django_capture_on_commit_callbacks
+) -> None:
+    first = execute(submit(user, strategy))
+    with django_capture_on_commit_callbacks() as callbacks:
+        hit = submit(user, strategy)
+    assert callbacks == []
+    assert hit.status == RunStatus.SUCCEEDED
+    assert hit.cache_hit and hit.shared_from == first
+    assert hit.params_hash == first.params_hash
+    assert hit.metrics == first.metrics
+    from backtests.selectors import backtest_trades
+
+    assert backtest_trades(run=hit).count() == backtest_trades(run=first).count() > 0
+    assert CachedResult.objects.get(kind="backtest").hit_count == 1
+
+
+def test_use_cache_false_recomputes(user, strategy) -> None:
+    execute(submit(user, strategy))
+    again = submit(user, strategy, use_cache=False)
+    assert again.status == RunStatus.QUEUED and not again.cache_hit
+
+
+def test_any_setting_that_changes_the_result_changes_the_hash(user, strategy) -> None:
+    base = submit(user, strategy).params_hash
+    assert submit(user, strategy, overrides={"fee_rate": "0.002"}).params_hash != base
+    assert submit(user, strategy, overrides={"parameters": {"fast": 6}}).params_hash != base
+    assert submit(user, strategy, overrides={"fee_rate": "0.0010"}).params_hash == base
+
+
+def test_reimported_candles_miss_the_cache(user, strategy, market) -> None:
+    first = execute(submit(user, strategy))
+    last = Candle.objects.filter(instrument=market).order_by("-ts").first()
+    Candle.objects.filter(pk=last.pk).update(close=last.low)
+    Instrument.objects.filter(pk=market.pk).update(updated_at=timezone.now())
+    again = submit(user, strategy)
+    assert again.params_hash != first.params_hash
+    assert not again.cache_hit
+
+
+def test_invalid_parameters_name_the_field_and_the_rule(user, strategy) -> None:
+    with pytest.raises(services.BacktestInputError) as caught:
+        submit(user, strategy, overrides={"parameters": {"fast": 30, "slow": 20}})
+    assert caught.value.errors["parameters"]["fast"] == ["Must be less than slow (20)."]
+    with pytest.raises(services.BacktestInputError) as caught:
+        submit(user, strategy, overrides={"fee_rate": "1.5", "size_fraction": "0"})
+    assert set(caught.value.errors) == {"fee_rate", "size_fraction"}
+
+
+def test_a_range_without_enough_candles_is_refused(user, strategy) -> None:
+    with pytest.raises(services.BacktestInputError) as caught:
+        services.backtest_submit(
+            user=user, strategy=strategy, start=T0, end=T0 + timedelta(hours=10)
+        )
+    assert "needs at least" in caught.value.errors["end"][0]
+
+
+def test_another_users_strategy_is_refused(user, other_user, market) -> None:
+    theirs = StrategyFactory(owner=other_user, instrument=market)
+    with pytest.raises(services.BacktestInputError):
+        submit(user, theirs)
+
+
+def test_an_engine_failure_stores_a_readable_error_and_no_results(
+    user, strategy, monkeypatch
+) -> None:
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise EngineError("candle close is NaN in 1 bar(s)")
+
+    monkeypatch.setattr(services, "run_backtest", broken)
+    run = execute(submit(user, strategy))
+    assert run.status == RunStatus.FAILED
+    assert run.error == "candle close is NaN in 1 bar(s)"
+    assert not BacktestTrade.objects.filter(run=run).exists()
+    assert not CachedResult.objects.filter(kind="backtest").exists()
+    assert not Artifact.objects.exists()
+
+
+def test_a_queued_run_cancelled_never_runs(user, strategy) -> None:
+    run = services.backtest_cancel(run=submit(user, strategy))
+    assert run.status == RunStatus.CANCELLED
+    run = execute(run)
+    assert run.status == RunStatus.CANCELLED and run.attempts == 0
+
+
+def test_a_running_run_cancelled_stops_and_stores_nothing(user, strategy, monkeypatch) -> None:
+    run = submit(user, strategy)
+    real = services.run_backtest
+
+    def cancel_midway(candles, ref, config, progress):  # type: ignore[no-untyped-def]
+        def on_progress(done: int, total: int) -> None:
+            if done > total // 2:
+                BacktestRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED)
+            progress(done, total)
+
+        return real(candles, ref, config, progress=on_progress)
+
+    monkeypatch.setattr(services, "run_backtest", cancel_midway)
+    run = execute(run)
+    assert run.status == RunStatus.CANCELLED
+    assert not BacktestTrade.objects.exists()
+    assert not CachedResult.objects.filter(kind="backtest").exists()
+
+
+def test_cancelling_a_finished_run_is_a_conflict(user, strategy) -> None:
+    run = execute(submit(user, strategy))
+    with pytest.raises(services.BacktestConflict):
+        services.backtest_cancel(run=run)
+
+
+def test_a_redelivered_task_takes_over_and_stores_results_once(user, strategy) -> None:
+    run = submit(user, strategy)
+    # What a worker killed mid-run leaves behind: running, under this task id.
+    BacktestRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, attempts=1, heartbeat_at=timezone.now()
+    )
+    run = execute(run)
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.attempts == 2
+    trades = BacktestTrade.objects.filter(run=run).count()
+    execute(run)  # a third delivery of the same message changes nothing
+    assert BacktestTrade.objects.filter(run=run).count() == trades
+    assert CachedResult.objects.filter(kind="backtest").count() == 1
+
+
+def test_a_superseded_task_does_nothing(user, strategy) -> None:
+    run = submit(user, strategy)
+    services.backtest_execute(run_id=run.pk, task_id="some-older-message")
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and run.attempts == 0
+
+
+def test_a_run_whose_worker_went_silent_is_requeued_then_failed(
+    user, strategy, settings, django_capture_on_commit_callbacks
+) -> None:
+    settings.BACKTEST_MAX_ATTEMPTS = 2
+    run = submit(user, strategy)
+    old_task = run.celery_task_id
+    silent_since = timezone.now() - timedelta(minutes=10)
+    BacktestRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, attempts=1, heartbeat_at=silent_since
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.backtest_reap_stale() == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and run.celery_task_id != old_task
+    assert len(callbacks) == 1
+
+    BacktestRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, attempts=2, heartbeat_at=silent_since
+    )
+    services.backtest_reap_stale()
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "lost 2 times" in run.error
+
+
+def test_a_live_run_is_not_reaped(user, strategy) -> None:
+    run = submit(user, strategy)
+    BacktestRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, attempts=1, heartbeat_at=timezone.now()
+    )
+    assert services.backtest_reap_stale() == []
+
+
+def test_progress_and_the_final_message_reach_the_runs_group(
+    user, strategy, settings, django_capture_on_commit_callbacks
+) -> None:
+    settings.BACKTEST_PROGRESS_MIN_INTERVAL = 0
+    run = submit(user, strategy)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"backtest.{run.pk}", channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        execute(run)
+    messages = []
+    while True:
+        try:
+            messages.append(async_to_sync(layer.receive)(channel)["payload"])
+        except Exception:
+            break
+        if messages[-1]["type"] == "final":
+            break
+    kinds = [m["type"] for m in messages]
+    assert kinds.count("progress") >= 3
+    assert kinds[-1] == "final"
+    progress = [m["progress"] for m in messages]
+    assert progress == sorted(progress)
+    final = messages[-1]
+    assert final["status"] == "succeeded"
+    assert set(final["metrics"]) >= {"return_pct", "sharpe", "max_drawdown_pct"}
+    assert {"bars_done", "bars_total", "eta_seconds"} <= set(messages[1])
