@@ -207,3 +207,13 @@ EXPORT_MAX_EQUITY_ROWS = env_int("EXPORT_MAX_EQUITY_ROWS", 100_000)
 CELERY_BEAT_SCHEDULE = {
     "backtests-reap-stale": {"task": "backtests.tasks.reap_stale", "schedule": 60.0},
 }
+if REDIS_URL:
+    # redis-py 8 reads with a 5 s socket timeout by default, and channels_redis waits on an
+    # idle channel with a blocking BZPOPMIN as long as that: every quiet websocket died with
+    # 1011 (django/channels_redis#422). Blocking reads must not time out client-side.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+        }
+    }
