@@ -1,0 +1,336 @@
+"""Order and fill services: validation, idempotency, order state and position accounting."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from persistence.events import ledger_verify
+from persistence.models import Event, Snapshot
+from tests.factories import StrategyFactory
+from tests.trading.conftest import T0, fill, submit, trade
+from trading.models import Fill, Order, Position, Trade
+from trading.services import (
+    FillInput,
+    FillRejected,
+    LedgerConflict,
+    fill_record,
+    fills_record,
+    order_cancel,
+    order_submit,
+    position_replay,
+    position_stream,
+)
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def open_position(owner, instrument) -> Position:  # type: ignore[no-untyped-def]
+    return Position.objects.get(owner=owner, instrument=instrument, status="open")
+
+
+# --- order_submit -------------------------------------------------------------------------
+
+
+def test_submit_records_an_accepted_order_and_its_events(user, instrument):
+    order = submit(user, instrument, "buy", "1.5", order_type="limit", limit_price=D("100.25"))
+    assert order.status == Order.Status.ACCEPTED
+    types = list(Event.objects.filter(stream=f"order-{order.pk}").values_list("type", "version"))
+    assert types == [("OrderSubmitted", 1), ("OrderAccepted", 2)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"quantity": D("0.0015")}, "quantity"),
+        ({"quantity": D("0")}, "quantity"),
+        ({"order_type": "limit"}, "limit_price"),
+        ({"order_type": "limit", "limit_price": D("100.001")}, "limit_price"),
+        ({"limit_price": D("100")}, "limit_price"),
+        ({"order_type": "stop"}, "stop_price"),
+        ({"side": "hold"}, "side"),
+    ],
+)
+def test_submit_rejects_off_grid_or_incomplete_orders(user, instrument, kwargs, field):
+    payload = {"side": "buy", "quantity": D("1"), **kwargs}
+    with pytest.raises(ValidationError) as excinfo:
+        order_submit(owner=user, instrument=instrument, client_order_id="x", **payload)
+    assert field in excinfo.value.message_dict
+    assert not Order.objects.exists()
+    assert not Event.objects.exists()
+
+
+def test_replayed_client_order_id_returns_the_same_order(user, instrument):
+    first = order_submit(
+        owner=user, instrument=instrument, side="buy", quantity=D("1"), client_order_id="abc"
+    )
+    again = order_submit(
+        owner=user, instrument=instrument, side="buy", quantity=D("1.000"), client_order_id="abc"
+    )
+    assert first.created and not again.created
+    assert again.order.pk == first.order.pk
+    assert Order.objects.count() == 1
+    assert Event.objects.count() == 2
+
+
+def test_replay_with_a_different_payload_is_a_conflict(user, instrument):
+    submit(user, instrument, "buy", "1", client_order_id="abc")
+    with pytest.raises(LedgerConflict):
+        submit(user, instrument, "sell", "1", client_order_id="abc")
+    assert Order.objects.count() == 1
+
+
+def test_client_order_ids_are_per_user(user, other_user, instrument):
+    a = submit(user, instrument, "buy", "1", client_order_id="same")
+    b = submit(other_user, instrument, "buy", "1", client_order_id="same")
+    assert a.pk != b.pk
+
+
+def test_strategy_of_another_user_is_refused(user, other_user, instrument):
+    strategy = StrategyFactory(owner=other_user, instrument=instrument)
+    with pytest.raises(ValidationError):
+        submit(user, instrument, "buy", "1", strategy=strategy)
+
+
+# --- order_cancel -------------------------------------------------------------------------
+
+
+def test_cancel_keeps_fills_and_appends_an_event(user, instrument):
+    order = submit(user, instrument, "buy", "2")
+    fill(order, "0.5", "100")
+    cancelled = order_cancel(order=order)
+    assert cancelled.status == Order.Status.CANCELLED
+    assert cancelled.filled_quantity == D("0.5")
+    last = Event.objects.filter(stream=f"order-{order.pk}").last()
+    assert last is not None and last.type == "OrderCancelled"
+    assert Decimal(last.data["remaining_quantity"]) == D("1.5")
+
+
+def test_cancelling_a_filled_order_is_a_conflict_naming_the_status(user, instrument):
+    order = trade(user, instrument, "buy", "1", "100")
+    with pytest.raises(LedgerConflict) as excinfo:
+        order_cancel(order=order)
+    assert excinfo.value.detail["status"] == "filled"
+
+
+def test_a_cancelled_order_takes_no_fills(user, instrument):
+    order = submit(user, instrument, "buy", "1")
+    order_cancel(order=order)
+    with pytest.raises(FillRejected):
+        fill(order, "1", "100")
+    assert not Fill.objects.exists()
+
+
+# --- fill_record --------------------------------------------------------------------------
+
+
+def test_partial_fills_update_filled_quantity_average_and_status(user, instrument):
+    order = submit(user, instrument, "buy", "3")
+    fill(order, "1", "100")
+    order.refresh_from_db()
+    assert order.status == Order.Status.PARTIALLY_FILLED
+    fill(order, "2", "101")
+    order.refresh_from_db()
+    assert order.status == Order.Status.FILLED
+    assert order.filled_quantity == D("3")
+    # (100 + 202) / 3, rounded to tick / 10^6.
+    assert order.avg_fill_price == D("100.66666667")
+
+
+def test_a_fill_beyond_the_remaining_quantity_is_rejected(user, instrument):
+    order = submit(user, instrument, "buy", "1")
+    fill(order, "0.6", "100")
+    with pytest.raises(FillRejected):
+        fill(order, "0.5", "100")
+    order.refresh_from_db()
+    assert order.filled_quantity == D("0.6")
+    assert Fill.objects.count() == 1
+
+
+def test_off_grid_fill_is_invalid(user, instrument):
+    order = submit(user, instrument, "buy", "1")
+    with pytest.raises(ValidationError):
+        fill(order, "0.0005", "100")
+    with pytest.raises(ValidationError):
+        fill(order, "0.5", "100.005")
+    assert not Fill.objects.exists()
+
+
+def test_duplicate_venue_trade_id_is_counted_once(user, instrument):
+    order = submit(user, instrument, "buy", "2")
+    first, created = fill_record(
+        order=order, venue_trade_id="T1", quantity=D("1"), price=D("100"), ts=T0
+    )
+    again, created_again = fill_record(
+        order=order, venue_trade_id="T1", quantity=D("1"), price=D("100"), ts=T0
+    )
+    assert created and not created_again
+    assert again.pk == first.pk
+    order.refresh_from_db()
+    assert order.filled_quantity == D("1")
+    assert open_position(user, instrument).quantity == D("1")
+
+
+def test_round_trip_realizes_exact_pnl_and_closes_the_trade(user, instrument):
+    trade(user, instrument, "buy", "1", "100", fee="0.1")
+    trade(user, instrument, "buy", "2", "101", fee="0.2")
+    position = open_position(user, instrument)
+    assert position.quantity == D("3")
+    assert position.avg_entry_price == D("100.66666667")
+    trade(user, instrument, "sell", "1", "102", fee="0.1")
+    trade(user, instrument, "sell", "2", "103", fee="0.2")
+    position.refresh_from_db()
+    assert position.status == "closed" and position.quantity == 0
+    # Proceeds 308 minus cost 302, exactly, whatever the partial rounding on the way.
+    assert position.realized_pnl == D("6")
+    assert position.fees_paid == D("0.6")
+    [round_trip] = Trade.objects.filter(owner=user)
+    assert round_trip.status == "closed"
+    assert round_trip.direction == "long"
+    assert round_trip.quantity == D("3")
+    assert round_trip.entry_price == D("100.66666667")
+    assert round_trip.exit_price == D("102.66666667")
+    assert round_trip.pnl == D("6")
+    assert round_trip.fees == D("0.6")
+    assert round_trip.exit_reason == "signal"
+    assert round_trip.position_id == position.pk
+
+
+def test_short_position_profits_when_price_falls(user, instrument):
+    trade(user, instrument, "sell", "2", "100")
+    trade(user, instrument, "buy", "2", "90")
+    position = Position.objects.get(owner=user)
+    assert position.realized_pnl == D("20")
+    assert Trade.objects.get(owner=user).direction == "short"
+
+
+def test_fill_crossing_zero_closes_one_position_and_opens_the_opposite(user, instrument):
+    trade(user, instrument, "buy", "1", "100")
+    trade(user, instrument, "sell", "3", "110", fee="0.3")
+    closed, opened = Position.objects.filter(owner=user).order_by("id")
+    assert closed.status == "closed" and closed.closed_at is not None
+    assert closed.realized_pnl == D("10")
+    assert closed.fees_paid == D("0.1")
+    assert opened.status == "open"
+    assert opened.quantity == D("-2")
+    assert opened.avg_entry_price == D("110")
+    assert opened.fees_paid == D("0.2")
+    first, second = Trade.objects.filter(owner=user).order_by("id")
+    assert (first.status, first.exit_reason) == ("closed", "reversal")
+    assert (second.status, second.direction, second.quantity) == ("open", "short", D("2"))
+
+
+def test_strategies_keep_separate_positions(user, instrument):
+    strategy = StrategyFactory(owner=user, instrument=instrument)
+    trade(user, instrument, "buy", "1", "100")
+    trade(user, instrument, "buy", "2", "100", strategy=strategy)
+    quantities = dict(Position.objects.filter(owner=user).values_list("strategy_id", "quantity"))
+    assert quantities == {None: D("1"), strategy.pk: D("2")}
+
+
+def test_fills_append_to_order_and_position_streams(user, instrument):
+    order = trade(user, instrument, "buy", "1", "100")
+    stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
+    [recorded] = Event.objects.filter(stream=stream)
+    assert recorded.type == "FillRecorded"
+    assert Decimal(recorded.data["position"]["quantity"]) == 1
+    assert Event.objects.filter(stream=f"order-{order.pk}", type="OrderFilled").count() == 1
+    assert ledger_verify().ok
+
+
+# --- bulk ---------------------------------------------------------------------------------
+
+
+def test_bulk_fills_match_the_same_fills_one_by_one(user, other_user, instrument):
+    def run(owner, bulk: bool) -> tuple:  # type: ignore[type-arg]
+        buy = submit(owner, instrument, "buy", "5")
+        sell = submit(owner, instrument, "sell", "8")
+        inputs = [
+            FillInput(buy.pk, f"{owner.pk}-1", D("2"), D("100"), T0, D("0.2")),
+            FillInput(buy.pk, f"{owner.pk}-2", D("3"), D("101.5"), T0, D("0.3")),
+            FillInput(sell.pk, f"{owner.pk}-3", D("6"), D("103"), T0, D("0.6")),
+            FillInput(sell.pk, f"{owner.pk}-4", D("2"), D("99"), T0, D("0.2")),
+        ]
+        if bulk:
+            result = fills_record(owner=owner, fills=inputs)
+            assert len(result.recorded) == 4
+        else:
+            for item in inputs:
+                fill_record(
+                    order=Order.objects.get(pk=item.order_id),
+                    venue_trade_id=item.venue_trade_id,
+                    quantity=item.quantity,
+                    price=item.price,
+                    fee=item.fee,
+                    ts=item.ts,
+                )
+        rows = Position.objects.filter(owner=owner).order_by("id")
+        return [(p.quantity, p.avg_entry_price, p.realized_pnl, p.fees_paid) for p in rows]
+
+    assert run(user, bulk=True) == run(other_user, bulk=False)
+
+
+def test_bulk_reports_duplicates_and_counts_them_once(user, instrument):
+    order = submit(user, instrument, "buy", "5")
+    fill(order, "1", "100", venue_trade_id="A")
+    result = fills_record(
+        owner=user,
+        fills=[
+            FillInput(order.pk, "A", D("1"), D("100"), T0),
+            FillInput(order.pk, "B", D("1"), D("100"), T0),
+            FillInput(order.pk, "B", D("1"), D("100"), T0),
+        ],
+    )
+    assert result.duplicates == ["A", "B"]
+    assert [f.venue_trade_id for f in result.recorded] == ["B"]
+    order.refresh_from_db()
+    assert order.filled_quantity == D("2")
+
+
+def test_bulk_is_all_or_nothing(user, instrument):
+    order = submit(user, instrument, "buy", "1")
+    with pytest.raises(FillRejected) as excinfo:
+        fills_record(
+            owner=user,
+            fills=[
+                FillInput(order.pk, "A", D("0.6"), D("100"), T0),
+                FillInput(order.pk, "B", D("0.6"), D("100"), T0),
+            ],
+        )
+    assert list(excinfo.value.detail["errors"]) == ["1"]
+    assert not Fill.objects.exists()
+    assert not Event.objects.filter(type="FillRecorded").exists()
+
+
+def test_bulk_refuses_another_users_order(user, other_user, instrument):
+    order = submit(other_user, instrument, "buy", "1")
+    with pytest.raises(ValidationError):
+        fills_record(owner=user, fills=[FillInput(order.pk, "A", D("1"), D("100"), T0)])
+
+
+# --- snapshots and replays ----------------------------------------------------------------
+
+
+def test_snapshot_every_n_events_and_replays_agree(user, instrument, settings):
+    settings.LEDGER_SNAPSHOT_EVERY = 3
+    order = submit(user, instrument, "buy", "10")
+    for i in range(7):
+        fill(order, "1", str(100 + i))
+    stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
+    assert list(Snapshot.objects.filter(stream=stream).values_list("version", flat=True)) == [
+        6,
+        3,
+    ]
+    from_snapshot = position_replay(stream=stream, instrument=instrument)
+    full = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
+    assert (from_snapshot.from_snapshot, from_snapshot.events_applied) == (6, 1)
+    assert full.events_applied == 7
+    assert from_snapshot.state == full.state
+    live = open_position(user, instrument)
+    assert (live.quantity, live.avg_entry_price) == (
+        full.state.quantity,
+        full.state.avg_entry_price,
+    )

@@ -1,0 +1,1030 @@
+"""Writes to the trading ledger: orders and fills, and the positions and trades they project.
+
+Every service is one transaction that appends to the event log and updates the projections
+(order, position, trade rows) together. Locks are always taken in the same order, so
+concurrent writers queue instead of deadlocking: order rows (by id), then position streams
+(by name), then the event chain.
+
+The event log is the truth: a position's next state is computed from the state recorded in
+its stream's newest event, never from the projection row, so a projection that drifted is
+corrected by the next fill (and `rebuild_positions` shows and repairs drift).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, localcontext
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.models import User
+from persistence.events import (
+    NewEvent,
+    StreamVersionConflict,
+    events_append,
+    latest_events,
+    lock_streams,
+    snapshot_latest,
+    snapshots_store,
+    stream_events,
+)
+from persistence.models import Event, Snapshot
+from strategies.models import Strategy
+from trading.accounting import PRECISION, PositionState, Scales, apply_fill, average_price
+from trading.models import (
+    ExitReason,
+    Fill,
+    Instrument,
+    Order,
+    OrderSource,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+    Trade,
+)
+
+RETRIES = 3
+
+ORDER_SUBMITTED = "OrderSubmitted"
+ORDER_ACCEPTED = "OrderAccepted"
+ORDER_REJECTED = "OrderRejected"
+ORDER_CANCELLED = "OrderCancelled"
+ORDER_FILLED = "OrderFilled"
+FILL_RECORDED = "FillRecorded"
+
+FILLABLE = (OrderStatus.NEW, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+CANCELLABLE = FILLABLE
+REJECTABLE = (OrderStatus.NEW, OrderStatus.ACCEPTED)
+
+
+class LedgerConflict(Exception):
+    """The request is valid but clashes with the ledger's current state (HTTP 409)."""
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+def order_stream(order_id: int) -> str:
+    return f"order-{order_id}"
+
+
+def position_stream(*, owner_id: int, strategy_id: int | None, symbol: str) -> str:
+    return f"position-{owner_id}-{strategy_id or 'manual'}-{symbol}"
+
+
+def instrument_scales(instrument: Instrument) -> Scales:
+    return Scales.for_instrument(
+        price_tick=instrument.price_tick, quantity_step=instrument.quantity_step
+    )
+
+
+def _on_grid(value: Decimal, step: Decimal) -> bool:
+    with localcontext(prec=PRECISION):
+        return value % step == 0
+
+
+def _metadata(actor: User | None, source: str) -> dict[str, Any]:
+    return {"actor_id": actor.pk if actor is not None else None, "source": source}
+
+
+# --- Orders -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderSubmitResult:
+    order: Order
+    created: bool
+
+
+_REPLAY_FIELDS = (
+    "instrument_id",
+    "strategy_id",
+    "side",
+    "order_type",
+    "quantity",
+    "limit_price",
+    "stop_price",
+    "time_in_force",
+)
+
+
+def order_submit(
+    *,
+    owner: User,
+    instrument: Instrument,
+    side: str,
+    quantity: Decimal,
+    client_order_id: str,
+    order_type: str = OrderType.MARKET,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    strategy: Strategy | None = None,
+    source: str = OrderSource.API,
+    actor: User | None = None,
+) -> OrderSubmitResult:
+    """Record an order, accepted once it passes validation.
+
+    Idempotent on (owner, client_order_id): a replay with the same payload returns the
+    existing order and creates nothing; a replay with a different payload is a conflict.
+    """
+    errors: dict[str, str] = {}
+    if side not in Side.values:
+        errors["side"] = f"must be one of {', '.join(Side.values)}"
+    if order_type not in OrderType.values:
+        errors["order_type"] = f"must be one of {', '.join(OrderType.values)}"
+    if time_in_force not in TimeInForce.values:
+        errors["time_in_force"] = f"must be one of {', '.join(TimeInForce.values)}"
+    if quantity <= 0:
+        errors["quantity"] = "must be positive"
+    elif not _on_grid(quantity, instrument.quantity_step):
+        errors["quantity"] = f"must be a multiple of the quantity step {instrument.quantity_step}"
+    for name, price in (("limit_price", limit_price), ("stop_price", stop_price)):
+        if price is None:
+            continue
+        if price <= 0:
+            errors[name] = "must be positive"
+        elif not _on_grid(price, instrument.price_tick):
+            errors[name] = f"must be a multiple of the price tick {instrument.price_tick}"
+    if order_type == OrderType.LIMIT and limit_price is None:
+        errors["limit_price"] = "a limit order needs a limit price"
+    if order_type == OrderType.STOP and stop_price is None:
+        errors["stop_price"] = "a stop order needs a stop price"
+    if order_type == OrderType.MARKET and limit_price is not None:
+        errors["limit_price"] = "a market order takes no limit price"
+    if not instrument.is_active:
+        errors["instrument"] = "instrument is not active"
+    if strategy is not None and strategy.owner_id != owner.pk:
+        errors["strategy"] = "not one of the owner's strategies"
+    if not client_order_id:
+        errors["client_order_id"] = "required"
+    if errors:
+        raise ValidationError(errors)
+
+    order = Order(
+        owner=owner,
+        strategy=strategy,
+        instrument=instrument,
+        side=side,
+        order_type=order_type,
+        quantity=quantity,
+        limit_price=limit_price,
+        stop_price=stop_price,
+        time_in_force=time_in_force,
+        client_order_id=client_order_id,
+        status=OrderStatus.ACCEPTED,
+        source=source,
+    )
+    for _ in range(RETRIES):
+        existing = Order.objects.filter(owner=owner, client_order_id=client_order_id).first()
+        if existing is not None:
+            return OrderSubmitResult(order=_replayed(existing, order), created=False)
+        try:
+            return OrderSubmitResult(order=_order_insert(order, actor=actor), created=True)
+        except IntegrityError:
+            # A concurrent submit with the same client_order_id won; compare with it.
+            order.pk = None
+            continue
+    raise LedgerConflict("could not record the order; retry")
+
+
+def _replayed(existing: Order, submitted: Order) -> Order:
+    differs = [
+        name
+        for name in _REPLAY_FIELDS
+        if getattr(existing, name) != getattr(submitted, name)
+        and not (getattr(existing, name) is None and getattr(submitted, name) is None)
+    ]
+    if differs:
+        raise LedgerConflict(
+            "client_order_id was already used for a different order",
+            order_id=existing.pk,
+            fields=differs,
+        )
+    return existing
+
+
+@transaction.atomic
+def _order_insert(order: Order, *, actor: User | None) -> Order:
+    with transaction.atomic():
+        order.save(force_insert=True)
+    stream = order_stream(order.pk)
+    submitted = {
+        "order_id": order.pk,
+        "owner_id": order.owner_id,
+        "client_order_id": order.client_order_id,
+        "instrument_id": order.instrument_id,
+        "symbol": order.instrument.symbol,
+        "strategy_id": order.strategy_id,
+        "side": order.side,
+        "order_type": order.order_type,
+        "quantity": order.quantity,
+        "limit_price": order.limit_price,
+        "stop_price": order.stop_price,
+        "time_in_force": order.time_in_force,
+        "source": order.source,
+    }
+    meta = _metadata(actor, order.source)
+    events_append(
+        [
+            NewEvent(stream, ORDER_SUBMITTED, submitted, expected_version=0, metadata=meta),
+            NewEvent(
+                stream,
+                ORDER_ACCEPTED,
+                {"order_id": order.pk, "status": OrderStatus.ACCEPTED},
+                expected_version=1,
+                metadata=meta,
+            ),
+        ]
+    )
+    return order
+
+
+def order_cancel(*, order: Order, actor: User | None = None, reason: str = "") -> Order:
+    """Cancel what is left of an order. Cancelling a finished order is a conflict."""
+    return _order_close(
+        order=order,
+        actor=actor,
+        allowed=CANCELLABLE,
+        status=OrderStatus.CANCELLED,
+        event_type=ORDER_CANCELLED,
+        reason=reason,
+    )
+
+
+def order_reject(*, order: Order, actor: User | None = None, reason: str = "") -> Order:
+    """Record the venue's rejection of an order that has no fills."""
+    return _order_close(
+        order=order,
+        actor=actor,
+        allowed=REJECTABLE,
+        status=OrderStatus.REJECTED,
+        event_type=ORDER_REJECTED,
+        reason=reason,
+    )
+
+
+def _order_close(
+    *,
+    order: Order,
+    actor: User | None,
+    allowed: Sequence[str],
+    status: str,
+    event_type: str,
+    reason: str,
+) -> Order:
+    for _ in range(RETRIES):
+        try:
+            return _order_close_atomic(
+                order_id=order.pk,
+                actor=actor,
+                allowed=allowed,
+                status=status,
+                event_type=event_type,
+                reason=reason,
+            )
+        except StreamVersionConflict:
+            continue
+    raise LedgerConflict("the order changed while it was being updated; retry")
+
+
+@transaction.atomic
+def _order_close_atomic(
+    *,
+    order_id: int,
+    actor: User | None,
+    allowed: Sequence[str],
+    status: str,
+    event_type: str,
+    reason: str,
+) -> Order:
+    order = Order.objects.select_for_update().get(pk=order_id)
+    if order.status not in allowed:
+        raise LedgerConflict(
+            f"an order that is {order.status} cannot become {status}",
+            status=order.status,
+            order_id=order.pk,
+        )
+    stream = order_stream(order.pk)
+    version = latest_events([stream])[stream].version
+    order.status = status
+    order.save(update_fields=["status", "updated_at"])
+    events_append(
+        [
+            NewEvent(
+                stream,
+                event_type,
+                {
+                    "order_id": order.pk,
+                    "status": status,
+                    "remaining_quantity": order.remaining_quantity,
+                    "reason": reason,
+                },
+                expected_version=version,
+                metadata=_metadata(actor, "api" if actor is None else "user"),
+            )
+        ]
+    )
+    return order
+
+
+# --- Fills --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FillInput:
+    order_id: int
+    venue_trade_id: str
+    quantity: Decimal
+    price: Decimal
+    ts: datetime
+    fee: Decimal = Decimal(0)
+
+
+@dataclass
+class FillsResult:
+    recorded: list[Fill] = field(default_factory=list)
+    # Venue trade ids that were already in the ledger (or twice in the batch): not counted.
+    duplicates: list[str] = field(default_factory=list)
+
+
+class FillRejected(LedgerConflict):
+    """A fill that the order's state does not allow (over-fill, finished order)."""
+
+
+def fill_record(
+    *,
+    order: Order,
+    venue_trade_id: str,
+    quantity: Decimal,
+    price: Decimal,
+    ts: datetime,
+    fee: Decimal = Decimal(0),
+    actor: User | None = None,
+    source: str = "api",
+) -> tuple[Fill, bool]:
+    """Record one fill; returns (fill, created). A known venue trade id returns the old fill."""
+    result = fills_record(
+        owner=order.owner,
+        fills=[
+            FillInput(
+                order_id=order.pk,
+                venue_trade_id=venue_trade_id,
+                quantity=quantity,
+                price=price,
+                ts=ts,
+                fee=fee,
+            )
+        ],
+        actor=actor,
+        source=source,
+        audit=True,
+    )
+    if result.recorded:
+        return result.recorded[0], True
+    return Fill.objects.get(owner_id=order.owner_id, venue_trade_id=venue_trade_id), False
+
+
+def fills_record(
+    *,
+    owner: User,
+    fills: Sequence[FillInput],
+    actor: User | None = None,
+    source: str = "bulk",
+    audit: bool = False,
+) -> FillsResult:
+    """Record fills of the owner's orders in one transaction, all or nothing.
+
+    Duplicated venue trade ids are skipped and reported. A fill the order cannot take
+    raises `FillRejected` (naming the fill's index) and nothing is written. `audit=False`
+    writes projections with bulk statements, which auditlog does not see: the events are
+    the record of machine-speed ingest.
+    """
+    for _ in range(RETRIES):
+        try:
+            return _fills_record_atomic(
+                owner=owner, fills=fills, actor=actor, source=source, audit=audit
+            )
+        except (StreamVersionConflict, _DuplicateRace):
+            # Someone else wrote first: everything was rolled back; read afresh and redo.
+            continue
+    raise LedgerConflict("the ledger changed while the fills were being recorded; retry")
+
+
+class _DuplicateRace(Exception):
+    pass
+
+
+@dataclass
+class _OrderBook:
+    order: Order
+    version: int
+    filled_notional: Decimal
+    scales: Scales
+    changed: bool = False
+
+
+@dataclass
+class _PositionBook:
+    stream: str
+    version: int
+    state: PositionState
+    owner_id: int
+    strategy_id: int | None
+    instrument: Instrument
+    scales: Scales
+    rows: dict[int, Position] = field(default_factory=dict)
+    trades: dict[int, Trade] = field(default_factory=dict)
+    new_lives: list[int] = field(default_factory=list)
+    touched_lives: set[int] = field(default_factory=set)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@transaction.atomic
+def _fills_record_atomic(
+    *,
+    owner: User,
+    fills: Sequence[FillInput],
+    actor: User | None,
+    source: str,
+    audit: bool,
+) -> FillsResult:
+    result = FillsResult()
+    order_ids = sorted({f.order_id for f in fills})
+    orders = {
+        o.pk: o
+        for o in Order.objects.select_for_update(of=("self",))
+        .select_related("instrument")
+        .filter(owner=owner, pk__in=order_ids)
+        .order_by("pk")
+    }
+    missing = [i for i, f in enumerate(fills) if f.order_id not in orders]
+    if missing:
+        raise ValidationError(
+            {"fills": {str(i): "no such order for this owner" for i in missing}}
+            if len(fills) > 1
+            else {"order": "no such order for this owner"}
+        )
+
+    known = set(
+        Fill.objects.filter(
+            owner=owner, venue_trade_id__in={f.venue_trade_id for f in fills}
+        ).values_list("venue_trade_id", flat=True)
+    )
+    fresh: list[tuple[int, FillInput]] = []
+    for index, fill in enumerate(fills):
+        if fill.venue_trade_id in known:
+            result.duplicates.append(fill.venue_trade_id)
+            continue
+        known.add(fill.venue_trade_id)
+        fresh.append((index, fill))
+    if not fresh:
+        return result
+
+    streams = {
+        o.pk: position_stream(
+            owner_id=owner.pk, strategy_id=o.strategy_id, symbol=o.instrument.symbol
+        )
+        for o in orders.values()
+    }
+    lock_streams(streams.values())
+    latest = latest_events([*streams.values(), *(order_stream(pk) for pk in orders)])
+    order_books = {pk: _order_book(o, latest.get(order_stream(pk))) for pk, o in orders.items()}
+    positions = _position_books(owner=owner, orders=orders, streams=streams, latest=latest)
+
+    conflicts: dict[str, str] = {}
+    invalid: dict[str, str] = {}
+    fill_rows: list[Fill] = []
+    order_after: list[dict[str, Any]] = []
+    for index, fill in fresh:
+        book = order_books[fill.order_id]
+        conflict, problem = _fill_error(book, fill)
+        if conflict or problem:
+            (conflicts if conflict else invalid)[str(index)] = conflict or problem
+            continue
+        fill_rows.append(
+            Fill(
+                order_id=fill.order_id,
+                owner=owner,
+                venue_trade_id=fill.venue_trade_id,
+                quantity=fill.quantity,
+                price=fill.price,
+                fee=fill.fee,
+                ts=fill.ts,
+            )
+        )
+        order_after.append(_order_apply(book, fill))
+    if invalid:
+        raise ValidationError(
+            {"fills": invalid} if len(fills) > 1 else {"fill": next(iter(invalid.values()))}
+        )
+    if conflicts:
+        single = len(fills) == 1
+        raise FillRejected(
+            next(iter(conflicts.values())) if single else "fills rejected",
+            errors=conflicts,
+            **({"status": order_books[fills[0].order_id].order.status} if single else {}),
+        )
+
+    try:
+        with transaction.atomic():
+            if audit:
+                for row in fill_rows:
+                    row.save(force_insert=True)
+            else:
+                Fill.objects.bulk_create(fill_rows, batch_size=2000)
+    except IntegrityError as exc:
+        # A concurrent request recorded one of these venue trade ids for another order.
+        raise _DuplicateRace from exc
+
+    events: list[NewEvent] = []
+    meta = _metadata(actor, source)
+    order_versions = {pk: b.version for pk, b in order_books.items()}
+    for row, after in zip(fill_rows, order_after, strict=True):
+        order = orders[row.order_id]
+        events.append(
+            NewEvent(
+                order_stream(order.pk),
+                ORDER_FILLED,
+                {
+                    "fill_id": row.pk,
+                    "venue_trade_id": row.venue_trade_id,
+                    "quantity": row.quantity,
+                    "price": row.price,
+                    "fee": row.fee,
+                    "ts": row.ts,
+                    **after,
+                },
+                expected_version=order_versions[order.pk],
+                metadata=meta,
+            )
+        )
+        order_versions[order.pk] += 1
+        pbook = positions[streams[order.pk]]
+        events.append(_position_apply(pbook, order=order, fill=row, metadata=meta))
+
+    _write_projections(order_books, positions, audit=audit)
+    appended = events_append(events)
+    _snapshot_due(positions, appended)
+    result.recorded = fill_rows
+    return result
+
+
+def _order_book(order: Order, latest: Event | None) -> _OrderBook:
+    notional = Decimal(0)
+    version = 0
+    if latest is not None:
+        version = latest.version
+        # The exact filled notional lives in the newest fill event; the row only has the
+        # rounded average.
+        if latest.type == ORDER_FILLED:
+            notional = Decimal(latest.data["filled_notional"])
+    return _OrderBook(
+        order=order,
+        version=version,
+        filled_notional=notional,
+        scales=instrument_scales(order.instrument),
+    )
+
+
+def _fill_error(book: _OrderBook, fill: FillInput) -> tuple[str, str]:
+    """(conflict, invalid): what the order's state forbids, and what is malformed."""
+    order = book.order
+    instrument = order.instrument
+    if fill.quantity <= 0:
+        return "", "quantity must be positive"
+    if not _on_grid(fill.quantity, instrument.quantity_step):
+        return "", f"quantity must be a multiple of the quantity step {instrument.quantity_step}"
+    if fill.price <= 0:
+        return "", "price must be positive"
+    if not _on_grid(fill.price, instrument.price_tick):
+        return "", f"price must be a multiple of the price tick {instrument.price_tick}"
+    if fill.fee < 0:
+        return "", "fee must not be negative"
+    if fill.ts.tzinfo is None:
+        return "", "ts must carry a timezone"
+    if order.status not in FILLABLE:
+        return f"order {order.pk} is {order.status} and takes no more fills", ""
+    if fill.quantity > order.remaining_quantity:
+        return (
+            f"quantity {fill.quantity} exceeds the remaining {order.remaining_quantity} "
+            f"of order {order.pk}",
+            "",
+        )
+    return "", ""
+
+
+def _order_apply(book: _OrderBook, fill: FillInput) -> dict[str, Any]:
+    order = book.order
+    order.filled_quantity += fill.quantity
+    book.filled_notional += fill.quantity * fill.price
+    order.avg_fill_price = average_price(
+        notional=book.filled_notional, quantity=order.filled_quantity, scales=book.scales
+    )
+    order.status = (
+        OrderStatus.FILLED
+        if order.filled_quantity == order.quantity
+        else OrderStatus.PARTIALLY_FILLED
+    )
+    book.changed = True
+    return {
+        "filled_quantity": order.filled_quantity,
+        "filled_notional": book.filled_notional,
+        "avg_fill_price": order.avg_fill_price,
+        "status": order.status,
+    }
+
+
+def _position_books(
+    *,
+    owner: User,
+    orders: dict[int, Order],
+    streams: dict[int, str],
+    latest: dict[str, Event],
+) -> dict[str, _PositionBook]:
+    books: dict[str, _PositionBook] = {}
+    for pk, order in orders.items():
+        stream = streams[pk]
+        if stream in books:
+            continue
+        event = latest.get(stream)
+        books[stream] = _PositionBook(
+            stream=stream,
+            version=event.version if event else 0,
+            state=PositionState.from_json(event.data["position"]) if event else PositionState(),
+            owner_id=owner.pk,
+            strategy_id=order.strategy_id,
+            instrument=order.instrument,
+            scales=instrument_scales(order.instrument),
+        )
+    open_rows = Position.objects.select_for_update(of=("self",)).filter(
+        owner=owner,
+        status=Position.Status.OPEN,
+        instrument_id__in={b.instrument.pk for b in books.values()},
+    )
+    by_key = {(b.strategy_id, b.instrument.pk): b for b in books.values()}
+    for row in open_rows:
+        book = by_key.get((row.strategy_id, row.instrument_id))
+        if book is None:
+            continue
+        if not book.state.is_open:
+            raise LedgerConflict(
+                f"position {row.pk} is open but its stream {book.stream} says otherwise; "
+                "run rebuild_positions",
+                position_id=row.pk,
+            )
+        book.rows[book.state.life] = row
+    lives = {row.pk: (book, life) for book in books.values() for life, row in book.rows.items()}
+    open_trades = Trade.objects.select_for_update(of=("self",)).filter(
+        position_id__in=list(lives), status=Trade.Status.OPEN
+    )
+    for trade in open_trades:
+        assert trade.position_id is not None
+        book, life = lives[trade.position_id]
+        book.trades[life] = trade
+    for book in books.values():
+        life = book.state.life
+        if book.state.is_open and (life not in book.rows or life not in book.trades):
+            raise LedgerConflict(
+                f"stream {book.stream} has an open position with no row or trade; "
+                "run rebuild_positions"
+            )
+    return books
+
+
+def _exit_reason_hint(order: Order) -> str:
+    if order.order_type == OrderType.STOP:
+        return ExitReason.STOP
+    if order.source == OrderSource.MANUAL:
+        return ExitReason.MANUAL
+    return ExitReason.SIGNAL
+
+
+def _position_apply(
+    book: _PositionBook, *, order: Order, fill: Fill, metadata: dict[str, Any]
+) -> NewEvent:
+    exit_hint = _exit_reason_hint(order)
+    applied = apply_fill(
+        book.state,
+        side=order.side,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fill.fee,
+        ts=fill.ts,
+        scales=book.scales,
+        exit_reason=exit_hint,
+    )
+    for life_state in (applied.closed, applied.current):
+        if life_state is None:
+            continue
+        if life_state.life not in book.rows:
+            assert life_state.opened_at is not None
+            book.rows[life_state.life] = Position(
+                owner_id=book.owner_id,
+                strategy_id=book.strategy_id,
+                instrument=book.instrument,
+                opened_at=life_state.opened_at,
+            )
+            book.trades[life_state.life] = Trade(
+                owner_id=book.owner_id,
+                strategy_id=book.strategy_id,
+                instrument=book.instrument,
+                entry_time=life_state.opened_at,
+            )
+            book.new_lives.append(life_state.life)
+        _project(book.rows[life_state.life], book.trades[life_state.life], life_state, book)
+        book.touched_lives.add(life_state.life)
+    book.state = applied.current
+    expected = book.version
+    book.version += 1
+    data = {
+        "fill_id": fill.pk,
+        "order_id": order.pk,
+        "venue_trade_id": fill.venue_trade_id,
+        "owner_id": book.owner_id,
+        "strategy_id": book.strategy_id,
+        "instrument_id": book.instrument.pk,
+        "side": order.side,
+        "quantity": fill.quantity,
+        "price": fill.price,
+        "fee": fill.fee,
+        "ts": fill.ts,
+        "exit_reason": exit_hint,
+        "realized_pnl": applied.realized_pnl,
+        "position": applied.current.to_json(),
+        "closed": applied.closed.to_json() if applied.closed is not None else None,
+    }
+    return NewEvent(book.stream, FILL_RECORDED, data, expected_version=expected, metadata=metadata)
+
+
+def _project(row: Position, trade: Trade, state: PositionState, book: _PositionBook) -> None:
+    row.quantity = state.quantity
+    row.avg_entry_price = state.avg_entry_price
+    row.realized_pnl = state.realized_pnl
+    row.fees_paid = state.fees_paid
+    row.closed_at = state.closed_at
+    row.status = state.status
+    trade.direction = state.direction
+    trade.quantity = abs(state.entry_quantity)
+    trade.entry_price = state.entry_price(book.scales)
+    trade.exit_price = state.exit_price(book.scales)
+    trade.exit_time = state.closed_at
+    trade.pnl = state.realized_pnl
+    trade.pnl_pct = state.pnl_pct()
+    trade.fees = state.fees_paid
+    trade.exit_reason = state.exit_reason if not state.is_open else ""
+    trade.status = state.status
+
+
+POSITION_FIELDS = ["quantity", "avg_entry_price", "realized_pnl", "fees_paid", "closed_at"]
+TRADE_FIELDS = [
+    "direction",
+    "quantity",
+    "entry_price",
+    "exit_price",
+    "exit_time",
+    "pnl",
+    "pnl_pct",
+    "fees",
+    "exit_reason",
+    "status",
+]
+ORDER_FIELDS = ["filled_quantity", "avg_fill_price", "status"]
+
+
+def _write_projections(
+    order_books: dict[int, _OrderBook], positions: dict[str, _PositionBook], *, audit: bool
+) -> None:
+    orders = [b.order for b in order_books.values() if b.changed]
+    updated_rows: list[Position] = []
+    updated_trades: list[Trade] = []
+    new_rows: list[tuple[Position, Trade]] = []
+    for book in positions.values():
+        for life in sorted(book.touched_lives):
+            if life in book.new_lives:
+                new_rows.append((book.rows[life], book.trades[life]))
+            else:
+                updated_rows.append(book.rows[life])
+                updated_trades.append(book.trades[life])
+    if audit:
+        for order in orders:
+            order.save(update_fields=[*ORDER_FIELDS, "updated_at"])
+        # Close the old life before opening the next: one open row per position at a time.
+        for row in updated_rows:
+            row.save(update_fields=[*POSITION_FIELDS, "status", "updated_at"])
+        for trade in updated_trades:
+            trade.save(update_fields=[*TRADE_FIELDS, "updated_at"])
+        for row, trade in new_rows:
+            row.save(force_insert=True)
+            trade.position = row
+            trade.save(force_insert=True)
+        return
+    if orders:
+        Order.objects.bulk_update(orders, ORDER_FIELDS, batch_size=1000)
+    if updated_rows:
+        Position.objects.bulk_update(updated_rows, [*POSITION_FIELDS, "status"], batch_size=1000)
+    if updated_trades:
+        Trade.objects.bulk_update(updated_trades, TRADE_FIELDS, batch_size=1000)
+    if new_rows:
+        # Closed lives first, so the row left open is inserted after any row it replaces.
+        new_rows.sort(key=lambda pair: pair[0].status != Position.Status.CLOSED)
+        Position.objects.bulk_create([row for row, _ in new_rows], batch_size=1000)
+        for row, trade in new_rows:
+            trade.position = row
+        Trade.objects.bulk_create([trade for _, trade in new_rows], batch_size=1000)
+
+
+def _snapshot_due(positions: dict[str, _PositionBook], appended: Sequence[Event]) -> None:
+    every = settings.LEDGER_SNAPSHOT_EVERY
+    if every <= 0:
+        return
+    due: list[Snapshot] = []
+    for event in appended:
+        if event.type != FILL_RECORDED or event.version % every:
+            continue
+        book = positions[event.stream]
+        due.append(
+            Snapshot(
+                stream=event.stream,
+                version=event.version,
+                state={
+                    "position": event.data["position"],
+                    "event_hash": event.hash,
+                    "owner_id": book.owner_id,
+                    "strategy_id": book.strategy_id,
+                    "instrument_id": book.instrument.pk,
+                },
+                created_at=event.created_at,
+            )
+        )
+    snapshots_store(due)
+
+
+# --- Replays ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    stream: str
+    state: PositionState
+    version: int
+    from_snapshot: int  # the snapshot's version, 0 for a replay from the first event
+    events_applied: int
+
+
+def position_replay(
+    *,
+    stream: str,
+    instrument: Instrument,
+    as_of: datetime | None = None,
+    use_snapshot: bool = True,
+) -> Replay:
+    """A position stream's current life, recomputed from its fills.
+
+    From the newest snapshot taken at or before `as_of` plus the events after it, or from
+    the first event when `use_snapshot` is off. The recorded states inside the events are
+    not read: the replay recomputes every fill.
+    """
+    snapshot = snapshot_latest(stream, as_of=as_of) if use_snapshot else None
+    state = PositionState.from_json(snapshot.state["position"]) if snapshot else PositionState()
+    start = snapshot.version if snapshot else 0
+    scales = instrument_scales(instrument)
+    version, applied = start, 0
+    events = stream_events(stream, after_version=start, until=as_of).values_list("version", "data")
+    for version, data in events:  # noqa: B007 - the last version is the replay's version
+        state = apply_fill(
+            state,
+            side=data["side"],
+            quantity=Decimal(data["quantity"]),
+            price=Decimal(data["price"]),
+            fee=Decimal(data["fee"]),
+            ts=_parse_ts(data["ts"]),
+            scales=scales,
+            exit_reason=data["exit_reason"],
+        ).current
+        applied += 1
+    return Replay(
+        stream=stream,
+        state=state,
+        version=version,
+        from_snapshot=start,
+        events_applied=applied,
+    )
+
+
+def _parse_ts(raw: str) -> datetime:
+    return datetime.fromisoformat(raw)
+
+
+def position_as_of(
+    *, owner: User, strategy: Strategy | None, instrument: Instrument, ts: datetime
+) -> PositionState:
+    """Time travel: the position as the ledger knew it at `ts` (by when events were recorded)."""
+    stream = position_stream(
+        owner_id=owner.pk,
+        strategy_id=strategy.pk if strategy else None,
+        symbol=instrument.symbol,
+    )
+    return position_replay(stream=stream, instrument=instrument, as_of=ts).state
+
+
+@dataclass(frozen=True)
+class PositionDrift:
+    stream: str
+    position_id: int | None
+    fields: dict[str, tuple[Any, Any]]  # name -> (row value, replayed value)
+
+
+def position_row_for(
+    *, owner_id: int, strategy_id: int | None, instrument_id: int
+) -> Position | None:
+    """The row of a stream's newest life: the open one, else the last one closed."""
+    rows = Position.objects.filter(owner_id=owner_id, instrument_id=instrument_id)
+    rows = (
+        rows.filter(strategy__isnull=True)
+        if strategy_id is None
+        else rows.filter(strategy_id=strategy_id)
+    )
+    return rows.order_by("-id").first()
+
+
+def position_drift(row: Position | None, state: PositionState) -> dict[str, tuple[Any, Any]]:
+    expected: dict[str, Any] = {
+        "quantity": state.quantity,
+        "avg_entry_price": state.avg_entry_price,
+        "realized_pnl": state.realized_pnl,
+        "fees_paid": state.fees_paid,
+        "opened_at": state.opened_at,
+        "closed_at": state.closed_at,
+        "status": state.status,
+    }
+    if row is None:
+        return {name: (None, value) for name, value in expected.items()}
+    return {
+        name: (getattr(row, name), value)
+        for name, value in expected.items()
+        if getattr(row, name) != value
+    }
+
+
+@transaction.atomic
+def position_rebuild(
+    *, stream: str, as_of: datetime | None = None, apply: bool = False
+) -> tuple[Replay, PositionDrift | None]:
+    """Replay one position stream; report drift of its row and, with `apply`, repair it."""
+    head = latest_events([stream]).get(stream)
+    if head is None:
+        raise ValidationError({"stream": f"no events in {stream}"})
+    instrument = Instrument.objects.get(pk=head.data["instrument_id"])
+    replay = position_replay(stream=stream, instrument=instrument, as_of=as_of)
+    if as_of is not None:
+        return replay, None
+    row = position_row_for(
+        owner_id=head.data["owner_id"],
+        strategy_id=head.data["strategy_id"],
+        instrument_id=instrument.pk,
+    )
+    fields = position_drift(row, replay.state)
+    if not fields:
+        return replay, None
+    drift = PositionDrift(stream=stream, position_id=row.pk if row else None, fields=fields)
+    if apply and row is not None:
+        locked = Position.objects.select_for_update().get(pk=row.pk)
+        for name, (_, value) in fields.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=[*fields, "updated_at"])
+    return replay, drift
+
+
+def position_streams() -> list[str]:
+    return list(
+        Event.objects.filter(stream__startswith="position-", version=1)
+        .order_by("stream")
+        .values_list("stream", flat=True)
+    )
+
+
+__all__ = [
+    "FillInput",
+    "FillRejected",
+    "FillsResult",
+    "LedgerConflict",
+    "OrderSubmitResult",
+    "fill_record",
+    "fills_record",
+    "order_cancel",
+    "order_reject",
+    "order_submit",
+    "position_as_of",
+    "position_rebuild",
+    "position_replay",
+]
