@@ -1,11 +1,38 @@
+"""Back-office pages for runs and sweeps: start, re-run and cancel through the services,
+with the metrics table, an equity/drawdown chart and live progress on a run's page."""
+
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 
-from backtests.models import BacktestRun, BacktestTrade, Sweep
+from backtests import services
+from backtests.charts import equity_chart_svg
+from backtests.models import FINISHED_STATUSES, BacktestRun, BacktestTrade, Sweep
 from config.admin import AuditedModelAdmin
+from strategies.models import Strategy
+
+
+class StartBacktestForm(forms.Form):
+    strategy = forms.ModelChoiceField(queryset=Strategy.objects.select_related("instrument"))
+    start = forms.DateTimeField(help_text="UTC, inclusive")
+    end = forms.DateTimeField(help_text="UTC, exclusive")
+    use_cache = forms.BooleanField(required=False, initial=True)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("start") and cleaned.get("end") and cleaned["end"] <= cleaned["start"]:
+            self.add_error("end", "Must be after start.")
+        return cleaned
 
 
 class BacktestTradeInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -53,8 +80,12 @@ class BacktestRunAdmin(AuditedModelAdmin):
     search_fields = ("params_hash", "owner__username", "strategy__name", "kind")
     date_hierarchy = "created_at"
     list_select_related = ("owner", "strategy", "instrument")
+    change_form_template = "admin/backtests/backtestrun/change_form.html"
+    actions = ["rerun_runs", "cancel_runs"]
     readonly_fields = (
         "params_hash",
+        "shared_from",
+        "attempts",
         "status",
         "progress",
         "bars_done",
@@ -76,6 +107,86 @@ class BacktestRunAdmin(AuditedModelAdmin):
     @admin.display(description="Sharpe")
     def sharpe(self, obj: BacktestRun) -> Any:
         return obj.metrics.get("sharpe")
+
+    def get_urls(self) -> list[Any]:
+        start = path("start/", self.admin_site.admin_view(self.start_view), name="backtests_start")
+        return [start, *super().get_urls()]
+
+    def add_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # A run is only ever created by backtest_submit, so "Add" is the start form.
+        return redirect("admin:backtests_start")
+
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        """Start a backtest of a strategy (preselected with ?strategy=<id>)."""
+        initial: dict[str, Any] = {"end": timezone.now(), "start": timezone.now() - timedelta(30)}
+        if request.GET.get("strategy"):
+            initial["strategy"] = request.GET["strategy"]
+        form = StartBacktestForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                run = services.backtest_submit(
+                    user=request.user,  # type: ignore[arg-type]
+                    strategy=data["strategy"],
+                    start=data["start"],
+                    end=data["end"],
+                    use_cache=data["use_cache"],
+                )
+            except services.BacktestInputError as exc:
+                for field, problems in exc.errors.items():
+                    target = field if field in form.fields else None
+                    form.add_error(target, f"{field}: {problems}")
+            else:
+                note = " (answered from the cache)" if run.cache_hit else ""
+                messages.success(request, f"Started backtest #{run.pk}{note}.")
+                return redirect("admin:backtests_backtestrun_change", run.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Start a backtest",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/backtests/backtestrun/start.html", context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        extra: dict[str, Any] = dict(extra_context or {})
+        if run is not None:
+            extra["run_metrics"] = list(run.metrics.items())
+            extra["run_finished"] = run.status in FINISHED_STATUSES
+            if run.status == "succeeded":
+                extra["equity_chart"] = equity_chart_svg(services.equity_frame(run))
+            extra["export_url"] = f"/api/v1/backtests/{run.pk}/export/?format=xlsx"
+            extra["ws_path"] = f"/ws/backtests/{run.pk}/"
+        return super().change_view(request, object_id, form_url, extra)
+
+    @admin.action(description="Re-run the selected backtests (recompute)")
+    def rerun_runs(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
+        started = []
+        for run in queryset.select_related("strategy", "instrument"):
+            try:
+                started.append(services.backtest_rerun(user=request.user, run=run).pk)  # type: ignore[arg-type]
+            except (services.BacktestConflict, services.BacktestInputError) as exc:
+                messages.error(request, f"#{run.pk}: {exc}")
+        if started:
+            messages.success(request, f"Started {len(started)} run(s): {started}")
+
+    @admin.action(description="Cancel the selected backtests")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
+        cancelled = 0
+        for run in queryset:
+            try:
+                services.backtest_cancel(run=run)
+                cancelled += 1
+            except services.BacktestConflict as exc:
+                messages.warning(request, str(exc))
+        messages.success(request, f"Cancelled {cancelled} run(s).")
 
 
 @admin.register(BacktestTrade)
@@ -121,3 +232,19 @@ class SweepAdmin(AuditedModelAdmin):
         "started_at",
         "finished_at",
     )
+
+
+@admin.action(description="Start a backtest of this strategy")
+def start_backtest(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet[Strategy]
+) -> HttpResponseRedirect:
+    strategy = queryset.first()
+    url = reverse("admin:backtests_start")
+    return HttpResponseRedirect(f"{url}?strategy={strategy.pk}" if strategy else url)
+
+
+# The strategy list is where staff look for this action; its admin lives in strategies/,
+# which is registered before this app (INSTALLED_APPS order), so add the action here.
+_strategy_admin = admin.site._registry.get(Strategy)
+if _strategy_admin is not None and start_backtest not in (_strategy_admin.actions or ()):
+    _strategy_admin.actions = [*(_strategy_admin.actions or ()), start_backtest]
