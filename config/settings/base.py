@@ -217,3 +217,14 @@ if REDIS_URL:
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
+
+# --- Trading ledger (owned by trading/; see trading/services.py and trading/selectors.py) --
+# The portfolio's cash is this plus every fill's cash flow, minus fees.
+LEDGER_STARTING_CASH = env_str("LEDGER_STARTING_CASH", "0")
+# Orders, positions/trades and backtest runs each have a "status" with its own choices;
+# naming every set keeps the OpenAPI schema stable and free of collision warnings.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {  # type: ignore[assignment]
+    "OrderStatusEnum": "trading.models.OrderStatus",
+    "OpenClosedStatusEnum": "trading.models.PositionStatus",
+    "RunStatusEnum": "backtests.models.RunStatus",
+}

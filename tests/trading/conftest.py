@@ -43,7 +43,7 @@ def fill(order, quantity, price, fee="0", *, venue_trade_id=None, minutes=0):  #
         quantity=Decimal(quantity),
         price=Decimal(price),
         fee=Decimal(fee),
-        ts=T0 + timedelta(minutes=minutes or next(_ids)),
+        ts=T0 + timedelta(minutes=minutes) + timedelta(seconds=next(_ids) % 3600),
     )
     return recorded
 

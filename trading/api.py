@@ -1,0 +1,612 @@
+"""REST API of the trading ledger: thin views over trading.services and trading.selectors.
+
+Lists are scoped to the caller (staff see all), cursor-paginated (a deep page costs what the
+first one does) with `?limit=` (default 100, at most 1000), and strict: an unknown query
+parameter, a malformed filter or an unknown `ordering` field is a 400 naming it.
+Conflicts with the ledger's state (a replayed client_order_id with another payload, an
+illegal order transition, an over-fill) are 409s.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import partial
+from typing import Any, cast
+
+from auditlog.models import LogEntry
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from persistence.models import Event
+from strategies.models import Strategy
+from trading import selectors, services
+from trading.filters import (
+    AuditFilter,
+    EventFilter,
+    FillFilter,
+    OrderFilter,
+    PositionFilter,
+    TradeFilter,
+)
+from trading.models import Fill, Instrument, Order, Position, Side, Trade
+
+MAX_BULK_FILLS = 10_000
+
+
+def _user(request: Request) -> User:
+    # IsAuthenticated (the default permission) has already turned anonymous requests away.
+    return cast(User, request.user)
+
+
+# --- Plumbing shared by the ledger views --------------------------------------------------
+
+
+class LedgerCursorPagination(CursorPagination):
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ValidationError({"limit": "Must be a positive integer."})
+        return min(size, self.max_page_size)
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """Like DRF's, but an unknown field is a 400 instead of being silently ignored."""
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+        params = request.query_params.get(self.ordering_param)
+        if params:
+            fields = [p.strip() for p in params.split(",") if p.strip()]
+            valid = {
+                name for name, _ in self.get_valid_fields(queryset, view, {"request": request})
+            }
+            bad = [f for f in fields if f.lstrip("-") not in valid]
+            if bad or not fields:
+                raise ValidationError(
+                    {self.ordering_param: f"Unknown field(s) {bad}; use one of {sorted(valid)}."}
+                )
+        return super().get_ordering(request, queryset, view)
+
+
+def _conflict(exc: services.LedgerConflict) -> Response:
+    return Response({"detail": exc.message, **exc.detail}, status=status.HTTP_409_CONFLICT)
+
+
+class LedgerViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Strict query parameters, and service errors turned into 400/409 responses."""
+
+    pagination_class = LedgerCursorPagination
+    filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
+    always_allowed = frozenset({"ordering", "limit", "cursor", "format"})
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method == "GET":
+            filterset = getattr(self, "filterset_class", None)
+            allowed = set(self.always_allowed)
+            if filterset is not None:
+                allowed |= set(filterset.base_filters)
+            unknown = sorted(set(request.query_params) - allowed)
+            if unknown:
+                raise ValidationError(dict.fromkeys(unknown, "Unknown query parameter."))
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, services.LedgerConflict):
+            return _conflict(exc)
+        if isinstance(exc, DjangoValidationError):
+            detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+            exc = ValidationError(detail)
+        return super().handle_exception(exc)
+
+
+# --- Serializers --------------------------------------------------------------------------
+
+Money = partial(serializers.DecimalField, max_digits=38, decimal_places=18, read_only=True)
+Ratio = partial(serializers.DecimalField, max_digits=30, decimal_places=8, read_only=True)
+
+
+class OrderSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    symbol = serializers.CharField(source="instrument.symbol", read_only=True)
+    remaining_quantity = Money()
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "client_order_id",
+            "symbol",
+            "strategy",
+            "side",
+            "order_type",
+            "quantity",
+            "limit_price",
+            "stop_price",
+            "time_in_force",
+            "status",
+            "filled_quantity",
+            "remaining_quantity",
+            "avg_fill_price",
+            "source",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class OwnStrategyField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+    def get_queryset(self) -> QuerySet[Strategy]:
+        return Strategy.objects.filter(owner=self.context["request"].user)
+
+
+class OrderCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """What a client may set. Status, fills, owner and PnL are the ledger's, never input."""
+
+    client_order_id = serializers.CharField(max_length=64)
+    symbol = serializers.SlugRelatedField(
+        slug_field="symbol", queryset=Instrument.objects.all(), source="instrument"
+    )
+    strategy = OwnStrategyField(required=False, allow_null=True)
+    side = serializers.ChoiceField(choices=Side.choices)
+    order_type = serializers.ChoiceField(choices=Order.Type.choices, default=Order.Type.MARKET)
+    quantity = serializers.DecimalField(max_digits=38, decimal_places=18)
+    limit_price = serializers.DecimalField(
+        max_digits=38, decimal_places=18, required=False, allow_null=True
+    )
+    stop_price = serializers.DecimalField(
+        max_digits=38, decimal_places=18, required=False, allow_null=True
+    )
+    time_in_force = serializers.ChoiceField(
+        choices=Order.TimeInForce.choices, default=Order.TimeInForce.GTC
+    )
+
+
+class FillSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    symbol = serializers.CharField(source="order.instrument.symbol", read_only=True)
+    side = serializers.CharField(source="order.side", read_only=True)
+    notional = Money()
+
+    class Meta:
+        model = Fill
+        fields = [
+            "id",
+            "order",
+            "venue_trade_id",
+            "symbol",
+            "side",
+            "quantity",
+            "price",
+            "fee",
+            "notional",
+            "ts",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class FillCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.IntegerField(min_value=1)
+    venue_trade_id = serializers.CharField(max_length=100)
+    quantity = serializers.DecimalField(max_digits=38, decimal_places=18)
+    price = serializers.DecimalField(max_digits=38, decimal_places=18)
+    fee = serializers.DecimalField(
+        max_digits=38, decimal_places=18, default=Decimal(0), min_value=Decimal(0)
+    )
+    ts = serializers.DateTimeField()
+
+
+class FillBulkSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    fills = FillCreateSerializer(  # type: ignore[call-arg]
+        many=True, allow_empty=False, max_length=MAX_BULK_FILLS
+    )
+
+
+class FillBulkResultSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    recorded = serializers.IntegerField()
+    fill_ids = serializers.ListField(child=serializers.IntegerField())
+    duplicates = serializers.ListField(child=serializers.CharField())
+
+
+class FillCreatedSerializer(FillSerializer):
+    duplicate = serializers.BooleanField(read_only=True)
+
+    class Meta(FillSerializer.Meta):
+        fields = [*FillSerializer.Meta.fields, "duplicate"]
+        read_only_fields = fields
+
+
+class PositionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    symbol = serializers.CharField(source="instrument.symbol", read_only=True)
+    side = serializers.SerializerMethodField()
+    net_pnl = Money()
+
+    class Meta:
+        model = Position
+        fields = [
+            "id",
+            "symbol",
+            "strategy",
+            "side",
+            "quantity",
+            "avg_entry_price",
+            "realized_pnl",
+            "fees_paid",
+            "net_pnl",
+            "status",
+            "opened_at",
+            "closed_at",
+        ]
+        read_only_fields = fields
+
+    def get_side(self, obj: Position) -> str:
+        if obj.quantity > 0:
+            return "long"
+        return "short" if obj.quantity < 0 else "flat"
+
+    def to_representation(self, instance: Position) -> dict[str, Any]:
+        instance.net_pnl = instance.realized_pnl - instance.fees_paid  # type: ignore[attr-defined]
+        return super().to_representation(instance)
+
+
+class TradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    symbol = serializers.CharField(source="instrument.symbol", read_only=True)
+    net_pnl = Money()
+
+    class Meta:
+        model = Trade
+        fields = [
+            "id",
+            "symbol",
+            "strategy",
+            "position",
+            "direction",
+            "status",
+            "quantity",
+            "entry_time",
+            "entry_price",
+            "exit_time",
+            "exit_price",
+            "pnl",
+            "pnl_pct",
+            "fees",
+            "net_pnl",
+            "exit_reason",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, instance: Trade) -> dict[str, Any]:
+        instance.net_pnl = instance.pnl - instance.fees  # type: ignore[attr-defined]
+        return super().to_representation(instance)
+
+
+class SymbolPnlSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    symbol = serializers.CharField()
+    trades = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    net_pnl = Money()
+
+
+class StrategyPnlSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    strategy_id = serializers.IntegerField(allow_null=True)
+    strategy_name = serializers.CharField(allow_null=True)
+    trades = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    net_pnl = Money()
+
+
+class DailyPnlSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    day = serializers.DateField()
+    trades = serializers.IntegerField()
+    net_pnl = Money()
+    cumulative_pnl = Money()
+
+
+class TradeSummarySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    trades = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    win_rate = Ratio(allow_null=True)
+    gross_pnl = Money()
+    fees = Money()
+    net_pnl = Money()
+    gross_profit = Money()
+    gross_loss = Money()
+    profit_factor = Ratio(allow_null=True)
+    expectancy = Ratio(allow_null=True)
+    average_win = Ratio(allow_null=True)
+    average_loss = Ratio(allow_null=True)
+    best_trade = Money(allow_null=True)
+    worst_trade = Money(allow_null=True)
+    max_consecutive_wins = serializers.IntegerField()
+    max_consecutive_losses = serializers.IntegerField()
+    by_symbol = SymbolPnlSerializer(many=True)
+    by_strategy = StrategyPnlSerializer(many=True)
+    daily = DailyPnlSerializer(many=True)
+
+
+class HoldingSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    position = PositionSerializer()
+    mark_price = Money(allow_null=True)
+    market_value = Money()
+    unrealized_pnl = Money()
+
+
+class PortfolioSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    starting_cash = Money()
+    cash = Money()
+    market_value = Money()
+    equity = Money()
+    realized_pnl = Money()
+    unrealized_pnl = Money()
+    fees = Money()
+    gross_exposure = Money()
+    net_exposure = Money()
+    positions = HoldingSerializer(many=True)
+
+
+class EquityPointSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    day = serializers.DateField()
+    trades = serializers.IntegerField()
+    net_pnl = Money()
+    equity = Money()
+
+
+class EventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Event
+        fields = [
+            "seq",
+            "stream",
+            "version",
+            "type",
+            "data",
+            "metadata",
+            "prev_hash",
+            "hash",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    model = serializers.SerializerMethodField()
+    actor = serializers.SerializerMethodField()
+    action = serializers.CharField(source="get_action_display", read_only=True)
+    changes = serializers.JSONField(source="changes_dict", read_only=True)
+
+    class Meta:
+        model = LogEntry
+        fields = [
+            "id",
+            "timestamp",
+            "action",
+            "model",
+            "object_pk",
+            "object_repr",
+            "actor",
+            "changes",
+            "remote_addr",
+        ]
+        read_only_fields = fields
+
+    def get_model(self, obj: LogEntry) -> str:
+        return f"{obj.content_type.app_label}.{obj.content_type.model}"
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_actor(self, obj: LogEntry) -> str | None:
+        return obj.actor.get_username() if obj.actor else None
+
+
+# --- Views --------------------------------------------------------------------------------
+
+
+class OrderViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    LedgerViewSet,
+):
+    queryset = Order.objects.none()  # for the schema; get_queryset scopes to the caller
+    serializer_class = OrderSerializer
+    filterset_class = OrderFilter
+    ordering_fields = ["created_at", "id", "quantity"]
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self) -> QuerySet[Order]:
+        return selectors.order_list(user=_user(self.request))
+
+    @extend_schema(
+        request=OrderCreateSerializer,
+        responses={
+            201: OrderSerializer,
+            200: OpenApiResponse(OrderSerializer, description="Replay: the existing order"),
+            409: OpenApiResponse(description="client_order_id reused with another payload"),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        payload = OrderCreateSerializer(data=request.data, context={"request": request})
+        payload.is_valid(raise_exception=True)
+        result = services.order_submit(
+            owner=_user(request), actor=_user(request), **payload.validated_data
+        )
+        return Response(
+            OrderSerializer(result.order).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OrderSerializer,
+            409: OpenApiResponse(description="The order's status does not allow it"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        order = services.order_cancel(order=self.get_object(), actor=_user(request))
+        return Response(OrderSerializer(order).data)
+
+
+class FillViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    LedgerViewSet,
+):
+    queryset = Fill.objects.none()  # for the schema; get_queryset scopes to the caller
+    serializer_class = FillSerializer
+    filterset_class = FillFilter
+    ordering_fields = ["ts", "id", "price", "quantity"]
+    ordering = ["-ts", "-id"]
+
+    def get_queryset(self) -> QuerySet[Fill]:
+        return selectors.fill_list(user=_user(self.request))
+
+    def _order(self, order_id: int) -> Order:
+        # Only the caller's own orders take fills: anyone else's is "not found".
+        order = Order.objects.select_related("owner").filter(pk=order_id, owner=_user(self.request))
+        found = order.first()
+        if found is None:
+            raise ValidationError({"order": "No such order."})
+        return found
+
+    @extend_schema(
+        request=FillCreateSerializer,
+        responses={
+            201: FillCreatedSerializer,
+            200: OpenApiResponse(FillCreatedSerializer, description="Known venue_trade_id"),
+            409: OpenApiResponse(description="Over-fill, or the order takes no fills"),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        payload = FillCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        fill, created = services.fill_record(
+            order=self._order(data.pop("order")), actor=_user(request), **data
+        )
+        fill = self.get_queryset().get(pk=fill.pk)
+        fill.duplicate = not created  # type: ignore[attr-defined]
+        return Response(
+            FillCreatedSerializer(fill).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        request=FillBulkSerializer,
+        responses={
+            201: FillBulkResultSerializer,
+            409: OpenApiResponse(description="A fill the order cannot take; nothing recorded"),
+        },
+    )
+    @action(detail=False, methods=["post"])
+    def bulk(self, request: Request) -> Response:
+        payload = FillBulkSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        result = services.fills_record(
+            owner=_user(request),
+            actor=_user(request),
+            fills=[
+                services.FillInput(
+                    order_id=item["order"],
+                    venue_trade_id=item["venue_trade_id"],
+                    quantity=item["quantity"],
+                    price=item["price"],
+                    ts=item["ts"],
+                    fee=item["fee"],
+                )
+                for item in payload.validated_data["fills"]
+            ],
+        )
+        body = {
+            "recorded": len(result.recorded),
+            "fill_ids": [f.pk for f in result.recorded],
+            "duplicates": result.duplicates,
+        }
+        return Response(FillBulkResultSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class PositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, LedgerViewSet):
+    queryset = Position.objects.none()  # for the schema; get_queryset scopes to the caller
+    serializer_class = PositionSerializer
+    filterset_class = PositionFilter
+    ordering_fields = ["opened_at", "closed_at", "id", "realized_pnl"]
+    ordering = ["-opened_at", "-id"]
+
+    def get_queryset(self) -> QuerySet[Position]:
+        return selectors.position_list(user=_user(self.request))
+
+
+class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, LedgerViewSet):
+    queryset = Trade.objects.none()  # for the schema; get_queryset scopes to the caller
+    serializer_class = TradeSerializer
+    filterset_class = TradeFilter
+    ordering_fields = ["entry_time", "exit_time", "id", "pnl"]
+    ordering = ["-entry_time", "-id"]
+
+    def get_queryset(self) -> QuerySet[Trade]:
+        return selectors.trade_list(user=_user(self.request))
+
+    @extend_schema(responses=TradeSummarySerializer)
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def summary(self, request: Request) -> Response:
+        trades = self.filter_queryset(self.get_queryset())
+        return Response(TradeSummarySerializer(selectors.trade_summary(trades=trades)).data)
+
+
+class PortfolioView(APIView):
+    @extend_schema(responses=PortfolioSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(PortfolioSerializer(selectors.portfolio(user=_user(request))).data)
+
+
+class PortfolioHistoryView(APIView):
+    @extend_schema(responses=EquityPointSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        series = selectors.portfolio_history(user=_user(request))
+        return Response(EquityPointSerializer(series, many=True).data)
+
+
+class EventViewSet(mixins.ListModelMixin, LedgerViewSet):
+    queryset = Event.objects.none()  # for the schema; get_queryset scopes to the caller
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+    ordering_fields = ["seq"]
+    ordering = ["seq"]
+
+    def get_queryset(self) -> QuerySet[Event]:
+        return selectors.event_list(user=_user(self.request))
+
+
+class AuditViewSet(mixins.ListModelMixin, LedgerViewSet):
+    """Staff only: who changed which ledger row, and how."""
+
+    permission_classes = [IsAdminUser]
+    queryset = LogEntry.objects.none()  # for the schema; get_queryset scopes to the caller
+    serializer_class = AuditEntrySerializer
+    filterset_class = AuditFilter
+    ordering_fields = ["timestamp", "id"]
+    ordering = ["-timestamp", "-id"]
+
+    def get_queryset(self) -> QuerySet[LogEntry]:
+        return selectors.audit_list()

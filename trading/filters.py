@@ -1,0 +1,183 @@
+"""FilterSets for the ledger's history lists.
+
+Every filter validates its input: a malformed value is a 400 naming the parameter, never a
+filter silently dropped. Repeated parameters (`?symbol=A&symbol=B`) mean "any of".
+`start` and `end` take an ISO date or datetime; both ends are inclusive, and a date-only
+`end` covers that whole day. Naive datetimes are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import django_filters
+from django import forms
+from django.core.validators import RegexValidator
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+
+from strategies.models import Strategy
+from trading.models import (
+    Direction,
+    ExitReason,
+    Instrument,
+    OrderStatus,
+    OrderType,
+    PositionStatus,
+    Side,
+    TradeStatus,
+)
+
+
+class DateOrDateTimeField(forms.Field):
+    default_error_messages = {
+        "invalid": "Enter an ISO 8601 date (2024-01-31) or datetime (2024-01-31T12:00:00Z)."
+    }
+
+    def to_python(self, value: Any) -> date | datetime | None:
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        try:
+            # parse_datetime would read a bare date as midnight; a date means the whole day.
+            parsed_date = parse_date(text)
+            if parsed_date is not None:
+                return parsed_date
+            parsed_dt = parse_datetime(text)
+        except ValueError:
+            parsed_dt = None
+        if parsed_dt is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        if timezone.is_naive(parsed_dt):
+            parsed_dt = timezone.make_aware(parsed_dt, UTC)
+        return parsed_dt
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class StartFilter(django_filters.Filter):
+    field_class = DateOrDateTimeField
+
+    def filter(self, qs: QuerySet[Any], value: date | datetime | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        if not isinstance(value, datetime):
+            value = _day_start(value)
+        return qs.filter(**{f"{self.field_name}__gte": value})
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class EndFilter(django_filters.Filter):
+    field_class = DateOrDateTimeField
+
+    def filter(self, qs: QuerySet[Any], value: date | datetime | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        if isinstance(value, datetime):
+            return qs.filter(**{f"{self.field_name}__lte": value})
+        return qs.filter(**{f"{self.field_name}__lt": _day_start(value + timedelta(days=1))})
+
+
+class SymbolFilter(django_filters.ModelMultipleChoiceFilter):
+    """Takes symbols, filters by the instruments' ids: no join on the history table."""
+
+    def get_filter_predicate(self, v: Instrument) -> dict[str, Any]:
+        return {self.field_name: v.pk}
+
+
+def _symbols(field_name: str) -> django_filters.ModelMultipleChoiceFilter:
+    return SymbolFilter(
+        field_name=field_name,
+        to_field_name="symbol",
+        queryset=Instrument.objects.all(),
+        distinct=False,
+        help_text="Instrument symbol; repeat for several.",
+    )
+
+
+def _strategies(field_name: str) -> django_filters.ModelMultipleChoiceFilter:
+    return django_filters.ModelMultipleChoiceFilter(
+        field_name=field_name,
+        queryset=Strategy.objects.all(),
+        distinct=False,
+        help_text="Strategy id; repeat for several.",
+    )
+
+
+def _choices(field_name: str, choices: Any, help_text: str) -> django_filters.MultipleChoiceFilter:
+    return django_filters.MultipleChoiceFilter(
+        field_name=field_name, choices=choices, distinct=False, help_text=help_text
+    )
+
+
+def _range(field_name: str) -> tuple[StartFilter, EndFilter]:
+    return (
+        StartFilter(field_name=field_name, help_text=f"{field_name} on or after (ISO date/time)"),
+        EndFilter(field_name=field_name, help_text=f"{field_name} on or before (ISO date/time)"),
+    )
+
+
+class OrderFilter(django_filters.FilterSet):
+    symbol = _symbols("instrument")
+    strategy = _strategies("strategy")
+    status = _choices("status", OrderStatus.choices, "Order status; repeat for several.")
+    side = _choices("side", Side.choices, "buy or sell")
+    order_type = _choices("order_type", OrderType.choices, "Order type; repeat for several.")
+    client_order_id = django_filters.CharFilter(field_name="client_order_id")
+    start, end = _range("created_at")
+
+
+class FillFilter(django_filters.FilterSet):
+    symbol = _symbols("order__instrument")
+    strategy = _strategies("order__strategy")
+    side = _choices("order__side", Side.choices, "buy or sell")
+    order = django_filters.NumberFilter(field_name="order_id")
+    venue_trade_id = django_filters.CharFilter(field_name="venue_trade_id")
+    start, end = _range("ts")
+
+
+class PositionFilter(django_filters.FilterSet):
+    symbol = _symbols("instrument")
+    strategy = _strategies("strategy")
+    status = _choices("status", PositionStatus.choices, "open or closed")
+    start, end = _range("opened_at")
+
+
+class TradeFilter(django_filters.FilterSet):
+    symbol = _symbols("instrument")
+    strategy = _strategies("strategy")
+    status = _choices("status", TradeStatus.choices, "open or closed")
+    side = _choices("direction", Direction.choices, "long or short")
+    exit_reason = _choices("exit_reason", ExitReason.choices, "Exit reason; repeat for several.")
+    start, end = _range("entry_time")
+
+
+class EventFilter(django_filters.FilterSet):
+    stream = django_filters.CharFilter(field_name="stream", help_text="Exact stream name.")
+    type = django_filters.CharFilter(field_name="type")
+    after = django_filters.NumberFilter(
+        field_name="seq", lookup_expr="gt", help_text="Only events with seq above this."
+    )
+    start, end = _range("created_at")
+
+
+class AuditFilter(django_filters.FilterSet):
+    model = django_filters.CharFilter(
+        method="filter_model",
+        help_text="app_label.model, e.g. trading.order",
+        validators=[RegexValidator(r"^\w+\.\w+$", "Use app_label.model, e.g. trading.order.")],
+    )
+    object = django_filters.CharFilter(field_name="object_pk", help_text="The object's id.")
+    actor = django_filters.NumberFilter(field_name="actor_id", help_text="The actor's user id.")
+    start, end = _range("timestamp")
+
+    def filter_model(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        app_label, _, model = value.lower().partition(".")
+        return qs.filter(content_type__app_label=app_label, content_type__model=model)

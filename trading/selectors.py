@@ -1,0 +1,284 @@
+"""Reads of the trading ledger, scoped to the caller (staff see everything).
+
+Aggregates (the trade summary, the portfolio) are computed by the database: the rows never
+come to Python, so a summary over a million trades costs one pass over an index or table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from auditlog.models import LogEntry
+from django.conf import settings
+from django.db import connection
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DecimalField,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
+
+from accounts.models import User
+from persistence.models import Event
+from trading.models import MONEY, Candle, Fill, Order, Position, Trade
+
+ZERO = Decimal(0)
+_MONEY = DecimalField(**MONEY)
+
+
+def _scoped(queryset: QuerySet[Any], user: User) -> QuerySet[Any]:
+    return queryset if user.is_staff else queryset.filter(owner=user)
+
+
+def order_list(*, user: User) -> QuerySet[Order]:
+    return _scoped(Order.objects.select_related("instrument", "strategy"), user)
+
+
+def fill_list(*, user: User) -> QuerySet[Fill]:
+    return _scoped(Fill.objects.select_related("order", "order__instrument"), user)
+
+
+def position_list(*, user: User) -> QuerySet[Position]:
+    return _scoped(Position.objects.select_related("instrument", "strategy"), user)
+
+
+def trade_list(*, user: User) -> QuerySet[Trade]:
+    return _scoped(Trade.objects.select_related("instrument", "strategy"), user)
+
+
+def event_list(*, user: User) -> QuerySet[Event]:
+    """Events of the caller's order and position streams (stream names carry the ids)."""
+    events = Event.objects.all()
+    if user.is_staff:
+        return events
+    own_orders = Order.objects.filter(owner=user).annotate(
+        stream=Concat(Value("order-"), Cast("id", CharField()), output_field=CharField())
+    )
+    return events.filter(
+        Q(stream__startswith=f"position-{user.pk}-")
+        | Q(stream__in=Subquery(own_orders.values("stream")))
+    )
+
+
+def audit_list() -> QuerySet[LogEntry]:
+    return LogEntry.objects.select_related("actor", "content_type")
+
+
+# --- Trade summary ------------------------------------------------------------------------
+
+
+def _ratio(numerator: Decimal | None, denominator: Decimal | int | None) -> Decimal | None:
+    if numerator is None or not denominator:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.00000001"))
+
+
+def trade_summary(*, trades: QuerySet[Trade]) -> dict[str, Any]:
+    """Statistics of the closed trades in `trades`; a trade wins when its net PnL is positive."""
+    closed = trades.filter(status=Trade.Status.CLOSED).annotate(net=F("pnl") - F("fees"))
+    # Strip select_related and ordering: they only slow the aggregates down.
+    closed = closed.select_related(None).order_by()
+    win, loss = Q(net__gt=0), Q(net__lt=0)
+    totals = closed.aggregate(
+        trades=Count("id"),
+        wins=Count("id", filter=win),
+        losses=Count("id", filter=loss),
+        gross_pnl=Sum("pnl"),
+        fees=Sum("fees"),
+        net_pnl=Sum("net"),
+        gross_profit=Sum("net", filter=win),
+        gross_loss=Sum("net", filter=loss),
+        best_trade=Max("net"),
+        worst_trade=Min("net"),
+    )
+    count, wins, losses = totals["trades"], totals["wins"], totals["losses"]
+    gross_loss = totals["gross_loss"]
+    by_symbol = (
+        closed.values(symbol=F("instrument__symbol"))
+        .annotate(trades=Count("id"), wins=Count("id", filter=win), net_pnl=Sum("net"))
+        .order_by("symbol")
+    )
+    by_strategy = (
+        closed.values("strategy_id", strategy_name=F("strategy__name"))
+        .annotate(trades=Count("id"), wins=Count("id", filter=win), net_pnl=Sum("net"))
+        .order_by("strategy_id")
+    )
+    daily = (
+        closed.annotate(day=TruncDate("exit_time"))
+        .values("day")
+        .annotate(trades=Count("id"), net_pnl=Sum("net"))
+        .order_by("day")
+    )
+    cumulative = ZERO
+    daily_series = []
+    for row in daily:
+        cumulative += row["net_pnl"]
+        daily_series.append({**row, "cumulative_pnl": cumulative})
+    streaks = _streaks(closed)
+    return {
+        "trades": count,
+        "wins": wins,
+        "losses": losses,
+        "win_rate": _ratio(Decimal(wins), count),
+        "gross_pnl": totals["gross_pnl"] or ZERO,
+        "fees": totals["fees"] or ZERO,
+        "net_pnl": totals["net_pnl"] or ZERO,
+        "gross_profit": totals["gross_profit"] or ZERO,
+        "gross_loss": gross_loss or ZERO,
+        "profit_factor": _ratio(totals["gross_profit"] or ZERO, -gross_loss if gross_loss else 0),
+        "expectancy": _ratio(totals["net_pnl"], count),
+        "average_win": _ratio(totals["gross_profit"], wins),
+        "average_loss": _ratio(gross_loss, losses),
+        "best_trade": totals["best_trade"],
+        "worst_trade": totals["worst_trade"],
+        "max_consecutive_wins": streaks.get(1, 0),
+        "max_consecutive_losses": streaks.get(-1, 0),
+        "by_symbol": list(by_symbol),
+        "by_strategy": list(by_strategy),
+        "daily": daily_series,
+    }
+
+
+def _streaks(closed: QuerySet[Trade]) -> dict[int, int]:
+    """Longest runs of wins (1) and losses (-1) in exit order, by gaps-and-islands in SQL.
+
+    A run breaks wherever the outcome changes; a break-even trade breaks both kinds.
+    """
+    base = closed.values("id", "exit_time", "net")  # type: ignore[misc]
+    base_sql, params = base.query.sql_with_params()
+    sql = f"""
+        WITH outcomes AS (
+            SELECT id, exit_time,
+                   CASE WHEN net > 0 THEN 1 WHEN net < 0 THEN -1 ELSE 0 END AS outcome
+            FROM ({base_sql}) AS base
+        ), marked AS (
+            SELECT id, exit_time, outcome,
+                   CASE WHEN outcome = LAG(outcome) OVER (ORDER BY exit_time, id)
+                        THEN 0 ELSE 1 END AS starts_run
+            FROM outcomes
+        ), runs AS (
+            SELECT outcome,
+                   SUM(starts_run) OVER (
+                       ORDER BY exit_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                   ) AS run
+            FROM marked
+        )
+        SELECT outcome, MAX(length) FROM (
+            SELECT outcome, run, COUNT(*) AS length FROM runs GROUP BY outcome, run
+        ) AS lengths GROUP BY outcome
+    """  # noqa: S608 - base_sql is Django's own compiled query, values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {int(outcome): int(length) for outcome, length in cursor.fetchall()}
+
+
+# --- Portfolio ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holding:
+    position: Position
+    mark_price: Decimal | None
+
+    @property
+    def market_value(self) -> Decimal:
+        return self.position.quantity * (self.mark_price or self.position.avg_entry_price)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        if self.mark_price is None:
+            return ZERO
+        return self.position.quantity * (self.mark_price - self.position.avg_entry_price)
+
+
+def _starting_cash() -> Decimal:
+    return Decimal(str(getattr(settings, "LEDGER_STARTING_CASH", "0")))
+
+
+def portfolio(*, user: User) -> dict[str, Any]:
+    """Cash from every fill's cash flow; open positions marked at their latest candle close.
+
+    Cash is the starting cash (LEDGER_STARTING_CASH) plus sell proceeds, minus buy costs and
+    fees. A position with no candle is marked at its average entry price.
+    """
+    latest_close = (
+        Candle.objects.filter(instrument=OuterRef("instrument_id"))
+        .order_by("-ts")
+        .values("close")[:1]
+    )
+    open_positions = (
+        Position.objects.filter(owner=user, status=Position.Status.OPEN)
+        .select_related("instrument", "strategy")
+        .annotate(mark=Subquery(latest_close))
+        .order_by("instrument__symbol", "strategy_id")
+    )
+    holdings = [
+        Holding(p, Decimal(repr(p.mark)) if p.mark is not None else None)  # type: ignore[attr-defined]
+        for p in open_positions
+    ]
+    notional = F("quantity") * F("price")
+    flows = Fill.objects.filter(owner=user).aggregate(
+        cash_flow=Coalesce(
+            Sum(
+                Case(
+                    When(order__side="sell", then=notional),
+                    default=-notional,
+                    output_field=_MONEY,
+                )
+            ),
+            Value(ZERO),
+            output_field=_MONEY,
+        ),
+        fees=Coalesce(Sum("fee"), Value(ZERO), output_field=_MONEY),
+    )
+    realized = Position.objects.filter(owner=user).aggregate(
+        realized=Coalesce(Sum("realized_pnl"), Value(ZERO), output_field=_MONEY)
+    )["realized"]
+    cash = _starting_cash() + flows["cash_flow"] - flows["fees"]
+    market_value = sum((h.market_value for h in holdings), ZERO)
+    return {
+        "starting_cash": _starting_cash(),
+        "cash": cash,
+        "market_value": market_value,
+        "equity": cash + market_value,
+        "realized_pnl": realized,
+        "unrealized_pnl": sum((h.unrealized_pnl for h in holdings), ZERO),
+        "fees": flows["fees"],
+        "gross_exposure": sum((abs(h.market_value) for h in holdings), ZERO),
+        "net_exposure": market_value,
+        "positions": holdings,
+    }
+
+
+def portfolio_history(*, user: User) -> list[dict[str, Any]]:
+    """Daily realized equity: starting cash plus net PnL of trades closed up to each day."""
+    daily = (
+        Trade.objects.filter(owner=user, status=Trade.Status.CLOSED)
+        .annotate(day=TruncDate("exit_time"))
+        .values("day")
+        .annotate(net_pnl=Sum(F("pnl") - F("fees")), trades=Count("id"))
+        .order_by("day")
+    )
+    equity = _starting_cash()
+    series: list[dict[str, Any]] = []
+    for row in daily:
+        equity += row["net_pnl"]
+        day: date = row["day"]
+        series.append(
+            {"day": day, "net_pnl": row["net_pnl"], "trades": row["trades"], "equity": equity}
+        )
+    return series
