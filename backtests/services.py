@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -331,11 +331,14 @@ def backtest_submit(
     end: datetime,
     overrides: Mapping[str, Any] | None = None,
     use_cache: bool = True,
+    enqueue: bool = True,
 ) -> BacktestRun:
     """Create a run for `strategy` over [start, end); a cache hit returns it already succeeded.
 
     On a miss the run is queued and its Celery task is enqueued once this transaction
     commits. `use_cache=False` always recomputes (and does not replace the cached copy).
+    `enqueue=False` leaves the queued run for the caller to execute in-process
+    (`backtest_execute` with the run's celery_task_id), as `manage.py run_backtest` does.
     """
     if strategy.owner_id != user.pk and not user.is_staff:
         raise BacktestInputError({"strategy": ["Not found."]})
@@ -363,7 +366,12 @@ def backtest_submit(
         owner=user, strategy=strategy, params_hash=params_hash, **resolved.model_fields()
     )
     try:
-        run.full_clean(exclude=["owner", "strategy", "instrument", "sweep", "shared_from"])
+        # Constraints are checked above field by field (with better messages) and enforced
+        # by the database; validating them here would cost a query each on every submit.
+        run.full_clean(
+            exclude=["owner", "strategy", "instrument", "sweep", "shared_from"],
+            validate_constraints=False,
+        )
     except ValidationError as exc:
         raise BacktestInputError(_validation_errors(exc)) from exc
 
@@ -383,7 +391,8 @@ def backtest_submit(
 
     run.celery_task_id = str(uuid.uuid4())
     run.save()
-    _enqueue_on_commit(run.pk, run.celery_task_id)
+    if enqueue:
+        _enqueue_on_commit(run.pk, run.celery_task_id)
     return run
 
 
@@ -487,9 +496,12 @@ class RunProgress:
     only matches while the run is still running under this execution's task id.
     """
 
-    def __init__(self, run: BacktestRun, task_id: str) -> None:
+    def __init__(
+        self, run: BacktestRun, task_id: str, on_tick: Callable[[float], None] | None = None
+    ) -> None:
         self.run = run
         self.task_id = task_id
+        self.on_tick = on_tick
         self.throttle = ProgressThrottle(min_interval=settings.BACKTEST_PROGRESS_MIN_INTERVAL)
         self.engine_from = LOAD_SHARE
 
@@ -526,6 +538,8 @@ class RunProgress:
         self.run.progress, self.run.bars_done, self.run.bars_total = percent, bars_done, bars_total
         message = progress_message(self.run, eta_seconds=self.throttle.eta_seconds(percent))
         group_send(run_group(self.run.pk), {"type": "run.message", "payload": message})
+        if self.on_tick is not None:
+            self.on_tick(percent)
 
 
 @transaction.atomic
@@ -683,7 +697,9 @@ def run_engine_config(run: BacktestRun | Any) -> BacktestConfig:
     )
 
 
-def backtest_execute(*, run_id: int, task_id: str) -> BacktestRun | None:
+def backtest_execute(
+    *, run_id: int, task_id: str, on_tick: Callable[[float], None] | None = None
+) -> BacktestRun | None:
     """Run the backtest for `run_id` as execution `task_id`; the Celery task's body.
 
     Not atomic as a whole on purpose: progress must be visible while it runs. Starting,
@@ -694,7 +710,7 @@ def backtest_execute(*, run_id: int, task_id: str) -> BacktestRun | None:
         return None
     # Sent after the start has committed, so the status it announces is already visible.
     group_send(run_group(run.pk), {"type": "run.message", "payload": progress_message(run)})
-    progress = RunProgress(run, task_id)
+    progress = RunProgress(run, task_id, on_tick)
     try:
         candles, from_cache = candles_load(
             instrument_id=run.instrument_id,
@@ -761,6 +777,35 @@ def _reap_one(*, run_id: int, cutoff: datetime) -> bool:
     run.save(update_fields=["status", "celery_task_id", "error"])
     _enqueue_on_commit(run.pk, run.celery_task_id)
     return True
+
+
+def backtest_requeue_orphans() -> list[int]:
+    """Requeue every unfinished run; for a broker that has just started empty.
+
+    `make run`'s embedded Redis keeps nothing across restarts, so whatever was queued or
+    running when it stopped has no message left anywhere. Sweeps cannot be resumed
+    mid-chord and are failed instead.
+    """
+    requeued = []
+    for run_id in list(
+        BacktestRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).values_list(
+            "pk", flat=True
+        )
+    ):
+        with transaction.atomic():
+            run = BacktestRun.objects.select_for_update().get(pk=run_id)
+            if run.status in FINISHED_STATUSES:
+                continue
+            run.status = RunStatus.QUEUED
+            run.celery_task_id = str(uuid.uuid4())
+            run.save(update_fields=["status", "celery_task_id"])
+            _enqueue_on_commit(run.pk, run.celery_task_id)
+            requeued.append(run.pk)
+    for sweep_id in Sweep.objects.filter(
+        status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
+    ).values_list("pk", flat=True):
+        _sweep_fail(sweep_id=sweep_id, error="Interrupted: the server restarted.")
+    return requeued
 
 
 # --- Exports --------------------------------------------------------------------------
@@ -956,7 +1001,7 @@ def sweep_submit(
         **fields,
     )
     try:
-        sweep.full_clean(exclude=["owner", "strategy", "instrument"])
+        sweep.full_clean(exclude=["owner", "strategy", "instrument"], validate_constraints=False)
     except ValidationError as exc:
         raise BacktestInputError(_validation_errors(exc)) from exc
     sweep.save()

@@ -7,6 +7,7 @@ redelivered under the same task id; the services make that redelivery safe.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import shared_task
@@ -48,7 +49,16 @@ def finish_sweep(chunk_results: list[dict[str, Any]], sweep_id: int) -> None:
     services.sweep_finish(sweep_id=sweep_id, chunk_results=chunk_results)
 
 
+@shared_task(name="backtests.tasks.requeue_orphans")
+def requeue_orphans() -> list[int]:
+    return services.backtest_requeue_orphans()
+
+
 @worker_ready.connect
 def _recover_lost_work_on_start(**_: Any) -> None:
-    # A worker that starts is often one replacing a worker that died mid-run.
+    # `make run` sets this when it has just started an empty embedded broker: nothing that
+    # was queued or running before survived, so all of it is requeued.
+    if os.environ.get("TRADELAB_REQUEUE_ON_START") == "1":
+        requeue_orphans.delay()
+    # Otherwise a worker that starts is often one replacing a worker that died mid-run.
     reap_stale.delay()

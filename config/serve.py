@@ -79,15 +79,17 @@ def main() -> int:
     if not env.get("REDIS_URL"):
         redis_proc, env["REDIS_URL"] = start_embedded_redis(var_dir)
         children.append(("redis", redis_proc))
+        # The embedded broker starts empty: runs left queued or running by the last session
+        # have no message anywhere, so the worker requeues them once it is ready.
+        env["TRADELAB_REQUEUE_ON_START"] = "1"
+    worker_cmd = [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", workers]
+    if env.get("CELERY_EMBED_BEAT", "1") == "1":
+        # The periodic reaper of runs whose worker died; with several machines, run one
+        # `celery beat` instead and set CELERY_EMBED_BEAT=0 here.
+        var_dir.mkdir(parents=True, exist_ok=True)
+        worker_cmd += ["-B", "-s", str(var_dir / "celerybeat-schedule")]
     children.append(
-        (
-            "worker",
-            subprocess.Popen(  # noqa: S603
-                [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", workers],
-                env=env,
-                cwd=BASE_DIR,
-            ),
-        )
+        ("worker", subprocess.Popen(worker_cmd, env=env, cwd=BASE_DIR))  # noqa: S603
     )
     children.append(
         (
