@@ -1,16 +1,21 @@
-"""Demo ledger rows for `seed_demo`: a few orders, their fills, and the positions they make."""
+"""Demo ledger for `seed_demo`: orders and fills recorded through the services, so the demo
+has events, snapshots-ready streams, positions and round-trip trades like real traffic."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from trading.models import Candle, Fill, Instrument, Order, Position
+from trading.models import Candle, Instrument, Order
+from trading.services import fill_record, order_cancel, order_submit
+
+# Demo fills pay a taker fee of 0.1% of their notional.
+FEE_RATE = Decimal("0.001")
 
 
 def _last_close(instrument: Instrument) -> Decimal:
@@ -19,40 +24,74 @@ def _last_close(instrument: Instrument) -> Decimal:
     return price.quantize(instrument.price_tick)
 
 
+def _on_step(quantity: Decimal, step: Decimal) -> Decimal:
+    return max(step, (quantity / step).to_integral_value(rounding=ROUND_DOWN) * step)
+
+
+def _price(base: Decimal, factor: str, tick: Decimal) -> Decimal:
+    return max(tick, (base * Decimal(factor) / tick).to_integral_value() * tick)
+
+
 @transaction.atomic
 def seed_demo_ledger(*, user: User, instruments: Sequence[Instrument]) -> None:
-    """One filled buy per instrument, leaving an open long position on each."""
+    """Per instrument: a closed round trip, an open long that was partly sold, a resting
+    limit order and a cancelled one."""
     now = timezone.now()
     for number, instrument in enumerate(instruments, start=1):
-        price = _last_close(instrument)
-        quantity = Decimal("0.5") * number
-        order = Order.objects.create(
+        close, tick, step = _last_close(instrument), instrument.price_tick, instrument.quantity_step
+        symbol = instrument.symbol.lower()
+        size = _on_step(Decimal("0.5") * number, step)
+
+        def filled(
+            key: str,
+            side: str,
+            quantity: Decimal,
+            price: Decimal,
+            hours_ago: int,
+            symbol: str = symbol,
+            instrument: Instrument = instrument,
+        ) -> Order:
+            order = order_submit(
+                owner=user,
+                instrument=instrument,
+                side=side,
+                quantity=quantity,
+                client_order_id=f"demo-{symbol}-{key}",
+                source=Order.Source.MANUAL,
+            ).order
+            fill_record(
+                order=order,
+                venue_trade_id=f"demo-fill-{symbol}-{key}",
+                quantity=quantity,
+                price=price,
+                fee=(quantity * price * FEE_RATE).quantize(Decimal("0.00000001")),
+                ts=now - timedelta(hours=hours_ago),
+            )
+            return order
+
+        # A closed round trip with a profit, then an open long that was partly sold.
+        filled("1", "buy", size, _price(close, "0.95", tick), 48)
+        filled("2", "sell", size, _price(close, "0.98", tick), 36)
+        filled("3", "buy", size * 2, _price(close, "0.99", tick), 24)
+        filled("4", "sell", size, _price(close, "1.01", tick), 12)
+        order_submit(
             owner=user,
             instrument=instrument,
             side="buy",
-            order_type="market",
-            quantity=quantity,
-            client_order_id=f"demo-{instrument.symbol.lower()}-1",
-            status=Order.Status.FILLED,
-            filled_quantity=quantity,
-            avg_fill_price=price,
+            quantity=size,
+            order_type=Order.Type.LIMIT,
+            limit_price=_price(close, "0.9", tick),
+            client_order_id=f"demo-{symbol}-resting",
             source=Order.Source.MANUAL,
         )
-        fee = (quantity * price * Decimal("0.001")).quantize(Decimal("0.00000001"))
-        Fill.objects.create(
-            order=order,
-            owner=user,
-            venue_trade_id=f"demo-fill-{instrument.symbol.lower()}-1",
-            quantity=quantity,
-            price=price,
-            fee=fee,
-            ts=now - timedelta(hours=number),
-        )
-        Position.objects.create(
+        stale = order_submit(
             owner=user,
             instrument=instrument,
-            quantity=quantity,
-            avg_entry_price=price,
-            fees_paid=fee,
-            opened_at=now - timedelta(hours=number),
-        )
+            side="sell",
+            quantity=size,
+            order_type=Order.Type.LIMIT,
+            limit_price=_price(close, "1.2", tick),
+            client_order_id=f"demo-{symbol}-cancelled",
+            source=Order.Source.MANUAL,
+        ).order
+        order_cancel(order=stale, reason="demo")

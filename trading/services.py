@@ -117,7 +117,7 @@ _REPLAY_FIELDS = (
 )
 
 
-def order_submit(
+def order_validate(
     *,
     owner: User,
     instrument: Instrument,
@@ -129,14 +129,8 @@ def order_submit(
     stop_price: Decimal | None = None,
     time_in_force: str = TimeInForce.GTC,
     strategy: Strategy | None = None,
-    source: str = OrderSource.API,
-    actor: User | None = None,
-) -> OrderSubmitResult:
-    """Record an order, accepted once it passes validation.
-
-    Idempotent on (owner, client_order_id): a replay with the same payload returns the
-    existing order and creates nothing; a replay with a different payload is a conflict.
-    """
+) -> None:
+    """Raise a per-field ValidationError for an order the ledger would refuse."""
     errors: dict[str, str] = {}
     if side not in Side.values:
         errors["side"] = f"must be one of {', '.join(Side.values)}"
@@ -169,6 +163,40 @@ def order_submit(
         errors["client_order_id"] = "required"
     if errors:
         raise ValidationError(errors)
+
+
+def order_submit(
+    *,
+    owner: User,
+    instrument: Instrument,
+    side: str,
+    quantity: Decimal,
+    client_order_id: str,
+    order_type: str = OrderType.MARKET,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    strategy: Strategy | None = None,
+    source: str = OrderSource.API,
+    actor: User | None = None,
+) -> OrderSubmitResult:
+    """Record an order, accepted once it passes validation.
+
+    Idempotent on (owner, client_order_id): a replay with the same payload returns the
+    existing order and creates nothing; a replay with a different payload is a conflict.
+    """
+    order_validate(
+        owner=owner,
+        instrument=instrument,
+        side=side,
+        quantity=quantity,
+        client_order_id=client_order_id,
+        order_type=order_type,
+        limit_price=limit_price,
+        stop_price=stop_price,
+        time_in_force=time_in_force,
+        strategy=strategy,
+    )
 
     order = Order(
         owner=owner,
@@ -577,6 +605,28 @@ def _fills_record_atomic(
     _snapshot_due(positions, appended)
     result.recorded = fill_rows
     return result
+
+
+def fill_validate(
+    *, order: Order, quantity: Decimal, price: Decimal, ts: datetime, fee: Decimal = Decimal(0)
+) -> None:
+    """Raise what `fill_record` would for this fill (forms use it before saving)."""
+    probe = FillInput(
+        order_id=order.pk, venue_trade_id="", quantity=quantity, price=price, ts=ts, fee=fee
+    )
+    conflict, problem = _fill_error(
+        _OrderBook(
+            order=order,
+            version=0,
+            filled_notional=Decimal(0),
+            scales=Scales(notional=Decimal(1), average=Decimal(1)),
+        ),
+        probe,
+    )
+    if problem:
+        raise ValidationError(problem)
+    if conflict:
+        raise ValidationError(conflict)
 
 
 def _order_book(order: Order, latest: Event | None) -> _OrderBook:
