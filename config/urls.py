@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import health
@@ -13,6 +14,9 @@ admin.site.site_title = "Tradelab"
 admin.site.index_title = "Back-office"
 
 urlpatterns = [
+    path("", RedirectView.as_view(url="/lab/", permanent=False)),
+    path("lab/", include("backtests.lab")),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("api/v1/", include("config.api_urls")),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
+from django.utils import timezone
 
 from strategies.library.timeframes import TIMEFRAME_SECONDS, timeframe_delta
 from trading.models import Candle, Instrument
@@ -236,6 +237,9 @@ def candles_upsert(
             done += len(chunk)
             if progress is not None:
                 progress(done, len(frame))
+    # Bars may have been rewritten in place; touching the instrument changes the candle data
+    # version that backtest cache keys include, so no stale result is served afterwards.
+    Instrument.objects.filter(pk=instrument.pk).update(updated_at=timezone.now())
     return CandleWriteResult(
         rows=len(frame),
         first_ts=frame.index[0] if len(frame) else None,
@@ -260,3 +264,27 @@ def instrument_for_symbol(symbol: str) -> Instrument:
     instrument.full_clean()
     instrument.save()
     return instrument
+
+
+def candle_span(*, instrument_id: int, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last bar open times stored for a series, or None when it is empty."""
+    from django.db.models import Max, Min
+
+    span = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe).aggregate(
+        first=Min("ts"), last=Max("ts")
+    )
+    if span["first"] is None:
+        return None
+    return pd.Timestamp(span["first"]), pd.Timestamp(span["last"])
+
+
+def candles_for_chart(candles: pd.DataFrame, *, max_bars: int) -> pd.DataFrame:
+    """Merge consecutive bars so at most `max_bars` remain, keeping true OHLC per group."""
+    if len(candles) <= max_bars:
+        return candles
+    group = np.arange(len(candles)) // -(-len(candles) // max_bars)
+    merged = candles.groupby(group).agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    merged.index = candles.index[np.searchsorted(group, merged.index)]
+    return merged

@@ -108,7 +108,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/lab/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # --- Integrations: each one switches on by setting its URL. ---------------------------
 # REDIS_URL unset means the embedded redis-server that `make run` starts (see config/embedded.py).

@@ -126,3 +126,22 @@ def test_parquet_import_matches_csv(tmp_path):
         101.5,
         102.0,
     ]
+
+
+def test_reimport_changes_the_candle_data_version_used_by_the_cache(tmp_path):
+    from persistence.candles import candle_data_version
+
+    _import(_write(tmp_path, GOOD_CSV))
+    instrument = Instrument.objects.get(symbol="BTCUSDT")
+    window = {
+        "instrument_id": instrument.pk,
+        "timeframe": "1h",
+        "start": pd.Timestamp("2024-01-01", tz="UTC").to_pydatetime(),
+        "end": pd.Timestamp("2024-01-02", tz="UTC").to_pydatetime(),
+    }
+    before = candle_data_version(**window)
+    # Only the middle bar changes: the range's first and last bars stay the same.
+    _import(
+        _write(tmp_path, GOOD_CSV.replace("100.5,102,100,101.5", "100.5,102,100,101.25"), "fix.csv")
+    )
+    assert candle_data_version(**window) != before

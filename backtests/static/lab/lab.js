@@ -1,0 +1,268 @@
+/* The lab's behaviour: forms that post to the REST API, live progress over WebSockets,
+   and drawing the charts from the JSON each page embeds. */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function api(method, url, body) {
+    const response = await fetch(url, {
+      method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let payload = null;
+    try { payload = await response.json(); } catch (e) { payload = null; }
+    return { ok: response.ok, status: response.status, payload };
+  }
+
+  /* DRF errors are {field: [msg]} or nested {parameters: {fast: [msg]}}: one line each. */
+  function errorLines(payload, prefix) {
+    if (!payload) return ["Request failed."];
+    if (typeof payload === "string") return [(prefix ? prefix + ": " : "") + payload];
+    if (Array.isArray(payload)) return payload.flatMap(p => errorLines(p, prefix));
+    return Object.entries(payload).flatMap(([k, v]) =>
+      errorLines(v, k === "detail" || k === "non_field_errors" ? prefix : (prefix ? prefix + "." + k : k)));
+  }
+
+  const toInput = iso => iso ? iso.slice(0, 16) : "";
+  const fromInput = value => value ? value + ":00Z" : null;  // the inputs are UTC
+
+  function socketUrl(path) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  /* Live progress: the server sends the current state on connect, then progress, then final. */
+  function follow(path, onMessage) {
+    let socket, closedByUs = false, retries = 0;
+    function open() {
+      socket = new WebSocket(socketUrl(path));
+      socket.onmessage = event => {
+        const message = JSON.parse(event.data);
+        onMessage(message);
+        if (message.type === "final") { closedByUs = true; socket.close(); }
+      };
+      socket.onclose = () => { if (!closedByUs && retries++ < 10) setTimeout(open, 1000 * retries); };
+    }
+    open();
+  }
+
+  function eta(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    return seconds < 60 ? ` · ~${Math.round(seconds)} s left` : ` · ~${Math.round(seconds / 60)} min left`;
+  }
+
+  function liveSection(describe) {
+    const live = document.getElementById("live");
+    if (!live) return;
+    const bar = document.getElementById("live-progress"), text = document.getElementById("live-text");
+    follow(live.dataset.ws, message => {
+      bar.value = message.progress;
+      text.textContent = describe(message);
+      const status = document.querySelector("#run-status .status");
+      if (status) { status.textContent = message.status; status.className = "status status-" + message.status; }
+      if (message.type === "final") setTimeout(() => location.reload(), 300);
+    });
+  }
+
+  function fillParams(fieldset, spec, values) {
+    fieldset.querySelectorAll("label").forEach(n => n.remove());
+    for (const param of spec.params || spec) {
+      if (!param.name) continue;
+      const label = document.createElement("label");
+      label.textContent = param.name;
+      label.title = param.help || "";
+      const input = document.createElement("input");
+      input.name = "param:" + param.name;
+      input.dataset.type = param.type;
+      if (param.type === "bool") { input.type = "checkbox"; input.checked = !!(values[param.name] ?? param.default); label.className = "check"; }
+      else {
+        input.type = "number";
+        input.step = param.type === "int" ? "1" : "any";
+        if (param.min !== null && param.min !== undefined) input.min = param.min;
+        if (param.max !== null && param.max !== undefined) input.max = param.max;
+        input.value = values[param.name] ?? param.default;
+      }
+      label.appendChild(input);
+      fieldset.appendChild(label);
+    }
+  }
+
+  function readParams(form) {
+    const params = {};
+    form.querySelectorAll("input[name^='param:']").forEach(input => {
+      const name = input.name.slice(6);
+      if (input.dataset.type === "bool") params[name] = input.checked;
+      else if (input.value !== "") params[name] = Number(input.value);
+    });
+    return params;
+  }
+
+  function optional(form, names, body) {
+    for (const name of names) {
+      const input = form.elements[name];
+      if (input && input.value !== "") body[name] = input.value;
+    }
+  }
+
+  function defaultGrid(spec, values) {
+    const grid = {};
+    for (const param of spec) {
+      if (param.type !== "int" && param.type !== "float") continue;
+      const centre = Number(values[param.name] ?? param.default);
+      let candidates = [0.5, 0.75, 1, 1.5, 2].map(m => centre * m);
+      if (param.type === "int") candidates = candidates.map(Math.round);
+      candidates = [...new Set(candidates)].filter(v =>
+        (param.min === null || param.min === undefined || v >= param.min) &&
+        (param.max === null || param.max === undefined || v <= param.max));
+      grid[param.name] = candidates;
+      if (Object.keys(grid).length === 2) break;
+    }
+    return grid;
+  }
+
+  function specOf(data, kind) {
+    const spec = data.kinds[kind] ? data.kinds[kind].spec : [];
+    return Array.isArray(spec) ? spec : (spec.params || []);
+  }
+
+  function setupStrategyPicker(data, select, onPick) {
+    for (const s of data.strategies) {
+      const option = document.createElement("option");
+      option.value = s.id;
+      option.textContent = `${s.name} · ${s.kind} · ${s.symbol} ${s.timeframe}`;
+      select.appendChild(option);
+    }
+    const pick = () => onPick(data.strategies.find(s => String(s.id) === select.value));
+    select.addEventListener("change", pick);
+    if (data.strategies.length) pick();
+  }
+
+  function setRange(startInput, endInput, strategy) {
+    startInput.value = toInput(strategy.first_bar);
+    // The end is exclusive: one minute past the last bar's open time includes it.
+    endInput.value = strategy.last_bar ? toInput(new Date(Date.parse(strategy.last_bar) + 60000).toISOString()) : "";
+  }
+
+  function home(data) {
+    const form = document.getElementById("backtest-form");
+    const hint = document.getElementById("bt-strategy-hint");
+    setupStrategyPicker(data, document.getElementById("bt-strategy"), strategy => {
+      if (!strategy) return;
+      const kind = data.kinds[strategy.kind];
+      hint.textContent = kind ? kind.description : "";
+      if (!strategy.first_bar) hint.textContent += " (no candles stored for this instrument and timeframe yet)";
+      fillParams(document.getElementById("bt-params"), specOf(data, strategy.kind), strategy.parameters || {});
+      setRange(document.getElementById("bt-start"), document.getElementById("bt-end"), strategy);
+    });
+    form.addEventListener("submit", async event => {
+      event.preventDefault();
+      const button = document.getElementById("bt-submit"), errors = document.getElementById("bt-errors");
+      errors.textContent = ""; button.disabled = true;
+      const body = {
+        strategy: Number(form.elements.strategy.value),
+        start: fromInput(form.elements.start.value), end: fromInput(form.elements.end.value),
+        parameters: readParams(form), use_cache: form.elements.use_cache.checked,
+        allow_short: form.elements.allow_short.checked,
+      };
+      optional(form, ["initial_capital", "fee_rate", "slippage_bps", "stop_loss_pct", "take_profit_pct"], body);
+      const result = await api("POST", "/api/v1/backtests/", body);
+      button.disabled = false;
+      if (result.ok) location.href = `/lab/runs/${result.payload.id}/`;
+      else errors.textContent = errorLines(result.payload).join("\n");
+    });
+
+    const sweepForm = document.getElementById("sweep-form");
+    const metric = document.getElementById("sw-metric");
+    for (const name of data.rank_metrics) {
+      const option = document.createElement("option");
+      option.value = option.textContent = name;
+      if (name === "sharpe") option.selected = true;
+      metric.appendChild(option);
+    }
+    setupStrategyPicker(data, document.getElementById("sw-strategy"), strategy => {
+      if (!strategy) return;
+      document.getElementById("sw-grid").value = JSON.stringify(defaultGrid(specOf(data, strategy.kind), strategy.parameters || {}));
+      setRange(document.getElementById("sw-start"), document.getElementById("sw-end"), strategy);
+    });
+    sweepForm.addEventListener("submit", async event => {
+      event.preventDefault();
+      const button = document.getElementById("sw-submit"), errors = document.getElementById("sw-errors");
+      errors.textContent = "";
+      let grid;
+      try { grid = JSON.parse(sweepForm.elements.grid.value); } catch (e) { errors.textContent = "grid: not valid JSON"; return; }
+      const body = {
+        strategy: Number(sweepForm.elements.strategy.value), grid,
+        start: fromInput(sweepForm.elements.start.value), end: fromInput(sweepForm.elements.end.value),
+        rank_metric: sweepForm.elements.rank_metric.value,
+      };
+      if (sweepForm.elements.samples.value) body.samples = Number(sweepForm.elements.samples.value);
+      button.disabled = true;
+      const result = await api("POST", "/api/v1/sweeps/", body);
+      button.disabled = false;
+      if (result.ok) location.href = `/lab/sweeps/${result.payload.id}/`;
+      else errors.textContent = errorLines(result.payload).join("\n");
+    });
+
+    // Rows still queued or running update in place.
+    document.querySelectorAll("#runs tr[data-live='1']").forEach(row => {
+      follow(`/ws/backtests/${row.dataset.run}/`, message => {
+        const cell = row.querySelector(".run-status");
+        if (message.type === "final") { setTimeout(() => location.reload(), 300); return; }
+        cell.innerHTML = `<span class="status status-${message.status}">${message.status}</span> <progress max="100" value="${message.progress}"></progress>`;
+      });
+    });
+  }
+
+  function run(pk) {
+    liveSection(m => `${m.progress.toFixed(1)}% · ${m.bars_done.toLocaleString()} / ${m.bars_total.toLocaleString()} bars${eta(m.eta_seconds)}`);
+    const cancel = document.getElementById("cancel");
+    if (cancel) cancel.addEventListener("click", async () => {
+      const result = await api("POST", `/api/v1/backtests/${pk}/cancel/`);
+      if (result.ok || result.status === 409) location.reload();
+    });
+    const node = document.getElementById("chart-data");
+    if (!node) return;
+    const data = JSON.parse(node.textContent);
+    const xs = data.equity.ts.map(t => Date.parse(t));
+    Charts.candles(document.getElementById("chart-price"), data.candles, data.trades);
+    Charts.line(document.getElementById("chart-equity"), xs, [{ values: data.equity.equity, color: "#2f6fd0", fill: "rgba(47,111,208,.08)" }]);
+    const drawdownPct = data.equity.drawdown.map(v => Math.abs(v) <= 1 ? v * 100 : v);
+    Charts.line(document.getElementById("chart-drawdown"), xs, [{ values: drawdownPct.map(v => -Math.abs(v)), color: "#d2413a", fill: "rgba(210,65,58,.15)" }],
+      { zeroTop: true, yFormat: v => v.toFixed(1) + "%" });
+    const body = document.querySelector("#trades tbody");
+    const fmtTime = t => t ? t.replace("T", " ").slice(0, 16) : "open";
+    for (const t of data.trades) {
+      const row = document.createElement("tr");
+      const cls = t.pnl >= 0 ? "pos" : "neg";
+      row.innerHTML = `<td>${t.direction}</td><td>${fmtTime(t.entry_time)}</td><td class="num">${t.entry_price.toFixed(2)}</td>` +
+        `<td>${fmtTime(t.exit_time)}</td><td class="num">${t.exit_price === null ? "" : t.exit_price.toFixed(2)}</td>` +
+        `<td class="num ${cls}">${t.pnl.toFixed(2)}</td><td class="num ${cls}">${t.pnl_pct.toFixed(2)}</td><td>${t.exit_reason}${t.is_open ? " (open)" : ""}</td>`;
+      body.appendChild(row);
+    }
+  }
+
+  function sweep() {
+    liveSection(m => `${m.combinations_done} / ${m.combinations_total} combinations (${m.combinations_cached} from cache)${eta(m.eta_seconds)}`);
+    const node = document.getElementById("sweep-data");
+    const data = JSON.parse(node.textContent);
+    const chart = document.getElementById("chart-heatmap");
+    if (chart) Charts.heatmap(chart, data.rows, data.axes, data.metric, data.best);
+    const rows = document.querySelectorAll("table.data tbody tr");
+    rows.forEach((row, i) => {
+      const source = data.rows[i];
+      if (!source) return;
+      row.querySelectorAll("td[data-metric]").forEach(cell => {
+        const v = source.metrics[cell.dataset.metric];
+        cell.textContent = v === null || v === undefined ? "—" : (Number.isInteger(v) ? v : Number(v).toFixed(3));
+      });
+    });
+  }
+
+  window.Lab = { home, run, sweep, errorLines };
+})();

@@ -1,0 +1,65 @@
+"""A researcher in a real browser, against the real stack: start a backtest and a sweep in the
+lab, watch them finish on a real worker, and study the charts and downloads."""
+
+from __future__ import annotations
+
+import pytest
+
+from backtests.models import BacktestRun, Sweep
+from tests.browser import browser_page
+from tests.e2e.test_backtest_service import PASSWORD, _copy_candles, stack  # noqa: F401
+from tests.factories import InstrumentFactory, StrategyFactory, UserFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_researcher_runs_a_backtest_and_a_sweep_from_the_lab(stack) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    user = UserFactory(username="researcher")
+    instrument = InstrumentFactory(symbol="LABUSDT")
+    _copy_candles(instrument.pk)
+    strategy = StrategyFactory(
+        owner=user, instrument=instrument, timeframe="1m", kind="sma_cross",
+        name="lab sma", parameters={"fast": 10, "slow": 60},
+    )  # fmt: skip
+    base = f"http://{stack['web']}"
+
+    with browser_page() as page:
+        page.set_default_timeout(90_000)
+        page.goto(f"{base}/lab/")  # redirected to the login page first
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+        assert page.locator("#backtest-form").count() == 1, (
+            page.url,
+            page.inner_text("body")[:800],
+        )
+        assert page.input_value("#bt-params input[name='param:fast']") == "10"
+
+        page.fill("#bt-params input[name='param:fast']", "60")
+        page.click("#bt-submit")
+        page.wait_for_function("document.getElementById('bt-errors').textContent.length > 0")
+        assert "fast" in page.inner_text("#bt-errors")  # fast < slow, named in the error
+        assert not BacktestRun.objects.exists()
+
+        page.fill("#bt-params input[name='param:fast']", "15")
+        page.click("#bt-submit")
+        page.wait_for_url("**/lab/runs/*/")
+        page.wait_for_selector("#chart-equity svg polyline")
+        run = BacktestRun.objects.get()
+        assert run.status == "succeeded" and run.owner == user and run.parameters["fast"] == 15
+        assert page.locator("#chart-price svg rect").count() > 50  # candle bodies
+        shown = page.locator("#trades tbody tr").count()
+        assert shown == min(run.trades.count(), 1000) and shown > 0
+        xlsx = page.request.get(f"{base}/api/v1/backtests/{run.pk}/export/?format=xlsx")
+        assert xlsx.status == 200 and xlsx.body()[:2] == b"PK"
+
+        page.goto(f"{base}/lab/")
+        page.select_option("#sw-strategy", str(strategy.pk))
+        page.fill("#sw-grid", '{"fast": [5, 10, 20], "slow": [30, 60]}')
+        page.click("#sw-submit")
+        page.wait_for_url("**/lab/sweeps/*/")
+        page.wait_for_selector("#chart-heatmap svg rect")
+        sweep = Sweep.objects.get()
+        assert sweep.status == "succeeded" and sweep.combinations_done == 6
+        assert page.locator("#chart-heatmap svg rect").count() == 6
