@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from persistence.models import Event, Snapshot
@@ -54,8 +54,19 @@ class NewEvent:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def json_safe(value: Any) -> Any:
     """Decimals and datetimes as strings; floats refused, because they would not round-trip."""
+    kind = type(value)
+    # Exact type checks first: this runs for every value of every event in a bulk ingest.
+    if kind in _PLAIN:
+        return value
+    if kind is Decimal:
+        return str(value)
+    if kind is dict:
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -199,7 +210,47 @@ def events_append(
             )
         )
         prev_hash = digest
+    if len(rows) >= COPY_THRESHOLD and connection.vendor == "postgresql":
+        copy_insert(
+            Event,
+            ["stream", "version", "type", "data", "metadata", "prev_hash", "hash", "created_at"],
+            (
+                (
+                    e.stream,
+                    e.version,
+                    e.type,
+                    json.dumps(e.data),
+                    json.dumps(e.metadata),
+                    e.prev_hash,
+                    e.hash,
+                    e.created_at,
+                )
+                for e in rows
+            ),
+        )
+        return rows  # without seq: bulk callers do not need it
     return Event.objects.bulk_create(rows, batch_size=2000)
+
+
+# Below this many rows, INSERT is as fast and returns primary keys.
+COPY_THRESHOLD = 200
+
+
+def copy_insert(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows with PostgreSQL's COPY, many times faster than INSERT for bulk ingest.
+
+    Rows go in in order, so serial primary keys follow the order of `rows`.
+    """
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = ", ".join(
+        connection.ops.quote_name(model._meta.get_field(c).column)  # type: ignore[union-attr,arg-type]
+        for c in columns
+    )
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        raw = cursor.cursor  # the psycopg cursor: Django's wrapper has no COPY
+        with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def event_append(

@@ -20,12 +20,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from accounts.models import User
 from persistence.events import (
+    COPY_THRESHOLD,
     NewEvent,
     StreamVersionConflict,
+    copy_insert,
     events_append,
     latest_events,
     lock_streams,
@@ -569,7 +572,7 @@ def _fills_record_atomic(
                 for row in fill_rows:
                     row.save(force_insert=True)
             else:
-                Fill.objects.bulk_create(fill_rows, batch_size=2000)
+                _fills_insert(fill_rows)
     except IntegrityError as exc:
         # A concurrent request recorded one of these venue trade ids for another order.
         raise _DuplicateRace from exc
@@ -627,6 +630,32 @@ def fill_validate(
         raise ValidationError(problem)
     if conflict:
         raise ValidationError(conflict)
+
+
+def _fills_insert(rows: list[Fill]) -> None:
+    if len(rows) < COPY_THRESHOLD or connection.vendor != "postgresql":
+        Fill.objects.bulk_create(rows, batch_size=2000)
+        return
+    # COPY returns no ids, so take them from the sequence first: events name their fill.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('trading_fill', 'id')) "
+            "FROM generate_series(1, %s)",
+            [len(rows)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    now = timezone.now()
+    for row, pk in zip(rows, ids, strict=True):
+        row.pk = pk
+        row.created_at = now
+    copy_insert(
+        Fill,
+        ["id", "order", "owner", "venue_trade_id", "quantity", "price", "fee", "ts", "created_at"],
+        (
+            (r.pk, r.order_id, r.owner_id, r.venue_trade_id, r.quantity, r.price, r.fee, r.ts, now)
+            for r in rows
+        ),
+    )
 
 
 def _order_book(order: Order, latest: Event | None) -> _OrderBook:

@@ -334,3 +334,29 @@ def test_snapshot_every_n_events_and_replays_agree(user, instrument, settings):
         full.state.quantity,
         full.state.avg_entry_price,
     )
+
+
+def test_a_large_batch_takes_the_copy_path_and_stays_exact(user, instrument):
+    # >= COPY_THRESHOLD rows: on PostgreSQL fills and events are written with COPY.
+    buy = submit(user, instrument, "buy", "1000")
+    sell = submit(user, instrument, "sell", "1000")
+    items = [
+        FillInput((buy if i % 3 else sell).pk, f"big-{i}", D("1.5"), D(100 + i % 7), T0, D("0.01"))
+        for i in range(300)
+    ]
+    result = fills_record(owner=user, fills=items)
+    assert len(result.recorded) == 300
+    assert len({f.pk for f in result.recorded}) == 300
+    assert Fill.objects.count() == 300
+    assert Event.objects.filter(type="FillRecorded").count() == 300
+    fill_ids = [e.data["fill_id"] for e in Event.objects.filter(type="FillRecorded")]
+    assert sorted(fill_ids) == sorted(f.pk for f in Fill.objects.all())
+    stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
+    full = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
+    live = Position.objects.filter(owner=user).order_by("-id").first()
+    assert (live.quantity, live.realized_pnl, live.fees_paid) == (
+        full.state.quantity,
+        full.state.realized_pnl,
+        full.state.fees_paid,
+    )
+    assert ledger_verify().ok

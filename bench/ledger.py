@@ -1,0 +1,330 @@
+"""Benchmark of the trading ledger; prints figures, asserts nothing.
+
+    .venv/bin/python tests/run_with_postgres.py -- .venv/bin/python bench/ledger.py \\
+        [--fills 100000] [--batch 5000] [--positions 20] [--http-fills 300] \\
+        [--trades 1000000] [--pages 500] [--rebuilds 300]
+
+1. Bulk fill ingest through `fills_record` (the path behind POST /fills/bulk/ and
+   import_fills): fills/s and event writes/s, then a check (not timed) that every position
+   row equals its replay and that the chain verifies.
+2. Single fill over HTTP: POST /api/v1/fills/ with JWT to a threaded WSGI server on a
+   local socket; client-observed p50/p95.
+3. With --trades trades bulk-inserted by SQL: the first page of a filtered
+   GET /api/v1/trades/ and its --pages'th page (cursor), and GET /api/v1/trades/summary/,
+   timed in process (the full Django stack and the database, no network): p50.
+4. Position rebuild from the newest snapshot plus the tail: p50 over --rebuilds streams.
+
+Needs DATABASE_URL (PostgreSQL); on SQLite it runs, but the figures mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+PASSWORD = "bench-password-123"  # noqa: S105  (a throwaway user in a throwaway database)
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fills", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--positions", type=int, default=20)
+    parser.add_argument("--http-fills", type=int, default=300)
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--pages", type=int, default=500)
+    parser.add_argument("--rebuilds", type=int, default=300)
+    args = parser.parse_args()
+
+    _create_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    vendor = connection.vendor
+    print(f"database: {vendor}" + ("" if vendor == "postgresql" else " (figures mean little)"))
+
+    from accounts.models import User
+    from strategies.models import Strategy
+    from trading.models import Instrument
+
+    user = User.objects.create_user("bench", password=PASSWORD)
+    instruments = [
+        Instrument.objects.create(
+            symbol=f"B{i}USDT",
+            base=f"B{i}",
+            quote="USDT",
+            price_tick=Decimal("0.01"),
+            quantity_step=Decimal("0.001"),
+        )
+        for i in range(max(1, args.positions // 4))
+    ]
+    strategies = [
+        Strategy.objects.create(
+            owner=user, name=f"bench {i}", kind="sma_cross", instrument=instruments[0]
+        )
+        for i in range(3)
+    ]
+    bench_ingest(args, user, instruments, strategies)
+    bench_http(args, user, instruments[0])
+    bench_lists(args, user, instruments, strategies)
+    bench_rebuild(args)
+
+
+def _create_database() -> None:
+    """run_with_postgres starts an empty cluster: create DATABASE_URL's database if missing."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    head, _, name = url.rpartition("/")
+    with psycopg.connect(f"{head}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def bench_ingest(args: Any, user: Any, instruments: list[Any], strategies: list[Any]) -> None:
+    import random
+
+    from persistence.events import ledger_verify
+    from persistence.models import Event
+    from trading.services import (
+        FillInput,
+        fills_record,
+        order_submit,
+        position_drift,
+        position_replay,
+        position_row_for,
+        position_streams,
+    )
+
+    rng = random.Random(7)
+    books = [(instrument, strategy) for instrument in instruments for strategy in strategies]
+    books = books[: args.positions]
+    # Two big orders per position, one each way, so fills go long, short and through zero.
+    orders = []
+    for n, (instrument, strategy) in enumerate(books):
+        for side in ("buy", "sell"):
+            orders.append(
+                order_submit(
+                    owner=user,
+                    instrument=instrument,
+                    side=side,
+                    quantity=Decimal(args.fills),
+                    client_order_id=f"ingest-{n}-{side}",
+                    strategy=strategy,
+                ).order
+            )
+    fills = [
+        FillInput(
+            order_id=orders[rng.randrange(len(orders))].pk,
+            venue_trade_id=f"v{i}",
+            quantity=Decimal(rng.randint(1, 2000)) / 1000,
+            price=Decimal(rng.randint(9_000, 11_000)) / 100,
+            ts=T0 + timedelta(seconds=i),
+            fee=Decimal(rng.randint(0, 100)) / 10_000,
+        )
+        for i in range(args.fills)
+    ]
+    events_before = Event.objects.count()
+    start = time.perf_counter()
+    for at in range(0, len(fills), args.batch):
+        fills_record(owner=user, fills=fills[at : at + args.batch])
+    elapsed = time.perf_counter() - start
+    events = Event.objects.count() - events_before
+    print(
+        f"bulk ingest: {args.fills} fills in {elapsed:.2f} s = {args.fills / elapsed:,.0f} fills/s, "
+        f"{events} events = {events / elapsed:,.0f} event writes/s (batches of {args.batch})"
+    )
+    drifted = 0
+    for stream in position_streams():
+        head = Event.objects.filter(stream=stream).order_by("-version").first()
+        assert head is not None
+        instrument = next(i for i in instruments if i.pk == head.data["instrument_id"])
+        full = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
+        row = position_row_for(
+            owner_id=user.pk,
+            strategy_id=head.data["strategy_id"],
+            instrument_id=instrument.pk,
+        )
+        drifted += bool(position_drift(row, full.state))
+    start = time.perf_counter()
+    report = ledger_verify()
+    verify_s = time.perf_counter() - start
+    print(
+        f"  exactness: {len(position_streams())} positions, {drifted} differ from a full replay; "
+        f"chain verify {'OK' if report.ok else 'FAILED'} over {report.events} events "
+        f"in {verify_s:.2f} s"
+    )
+
+
+def bench_http(args: Any, user: Any, instrument: Any) -> None:
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    from trading.services import order_submit
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
+    server.set_app(get_wsgi_application())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def post(path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(  # noqa: S310 - a local URL
+            base + path, data=json.dumps(body).encode(), method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request) as response:  # noqa: S310
+            return dict(json.loads(response.read()))
+
+    token = post("/api/v1/auth/token/", {"username": "bench", "password": PASSWORD})["access"]
+    order = order_submit(
+        owner=user,
+        instrument=instrument,
+        side="buy",
+        quantity=Decimal(args.http_fills + 10),
+        client_order_id="http",
+    ).order
+    latencies = []
+    for i in range(args.http_fills + 10):
+        body = {
+            "order": order.pk,
+            "venue_trade_id": f"http-{i}",
+            "quantity": "1",
+            "price": "100.00",
+            "fee": "0.01",
+            "ts": (T0 + timedelta(seconds=i)).isoformat(),
+        }
+        start = time.perf_counter()
+        post("/api/v1/fills/", body, token)
+        latencies.append((time.perf_counter() - start) * 1000)
+    latencies = latencies[10:]  # warm-up
+    print(
+        f"single fill over HTTP (JWT, local socket): p50 {p(latencies, 0.5):.1f} ms, "
+        f"p95 {p(latencies, 0.95):.1f} ms over {len(latencies)} fills"
+    )
+    server.shutdown()
+
+
+def bench_lists(args: Any, user: Any, instruments: list[Any], strategies: list[Any]) -> None:
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    ids = [i.pk for i in instruments]
+    strategy_ids = [s.pk for s in strategies]
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO trading_trade (owner_id, instrument_id, strategy_id, direction,
+                entry_time, exit_time, entry_price, exit_price, quantity, pnl, pnl_pct, fees,
+                exit_reason, status, created_at, updated_at)
+            SELECT %s, (%s::bigint[])[1 + g %% %s], (%s::bigint[])[1 + g %% 3],
+                CASE WHEN g %% 2 = 0 THEN 'long' ELSE 'short' END,
+                %s::timestamptz + g * interval '1 minute',
+                %s::timestamptz + g * interval '1 minute' + interval '30 minutes',
+                100, 100 + (g %% 21 - 10) / 10.0, 1,
+                (g %% 21 - 10) / 10.0, (g %% 21 - 10) / 10.0, 0.01,
+                'signal', 'closed', now(), now()
+            FROM generate_series(1, %s) AS g
+            """,
+            [user.pk, ids, len(ids), strategy_ids, T0, T0, args.trades],
+        )
+        cursor.execute("ANALYZE trading_trade")
+    print(f"inserted {args.trades:,} trades in {time.perf_counter() - start:.1f} s")
+
+    client = APIClient()
+    client.force_authenticate(user)
+    symbol = instruments[0].symbol
+    first_url = f"/api/v1/trades/?symbol={symbol}&status=closed&limit=100"
+
+    def get(url: str) -> dict[str, Any]:
+        response = client.get(url)
+        assert response.status_code == 200, response.content[:500]
+        return dict(response.json())
+
+    get(first_url)
+    first = timed(lambda: get(first_url), 30)
+    url = first_url
+    for _ in range(args.pages - 1):
+        url = get(url)["next"]
+    deep = timed(lambda: get(url), 30)
+    print(
+        f"trades list ({args.trades:,} trades, filtered by symbol+status, 100/page, in process): "
+        f"first page p50 {p(first, 0.5):.1f} ms; page {args.pages} p50 {p(deep, 0.5):.1f} ms "
+        f"(ratio {p(deep, 0.5) / p(first, 0.5):.2f})"
+    )
+    get("/api/v1/trades/summary/")
+    summary = timed(lambda: get("/api/v1/trades/summary/"), 5)
+    print(
+        f"trades summary over {get('/api/v1/trades/summary/')['trades']:,} trades (in process): "
+        f"p50 {p(summary, 0.5):.0f} ms, min {min(summary):.0f} ms"
+    )
+
+
+def bench_rebuild(args: Any) -> None:
+    from django.conf import settings
+
+    from trading.models import Instrument
+    from trading.services import position_replay, position_streams
+
+    streams = position_streams()
+    instruments = {i.symbol: i for i in Instrument.objects.all()}
+    samples = []
+    tails = []
+    for n in range(args.rebuilds):
+        stream = streams[n % len(streams)]
+        instrument = instruments[stream.rsplit("-", 1)[1]]
+        start = time.perf_counter()
+        replay = position_replay(stream=stream, instrument=instrument)
+        samples.append((time.perf_counter() - start) * 1000)
+        tails.append(replay.events_applied)
+    print(
+        f"position rebuild from snapshot + tail (snapshot every {settings.LEDGER_SNAPSHOT_EVERY}, "
+        f"mean tail {statistics.mean(tails):.0f} events): p50 {p(samples, 0.5):.2f} ms, "
+        f"p95 {p(samples, 0.95):.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
