@@ -153,15 +153,29 @@ def stream_versions(streams: Iterable[str]) -> dict[str, int]:
 
 
 def latest_events(streams: Iterable[str]) -> dict[str, Event]:
-    """The newest event of each stream, in one query that walks the (stream, version) index."""
-    wanted = list(set(streams))
+    """The newest event of each stream: one backward index probe per stream, however long.
+
+    A correlated `version = (SELECT max ...)` filter looks the same but makes PostgreSQL
+    visit every event of the stream; a LATERAL join with LIMIT 1 reads one index entry.
+    """
+    wanted = sorted(set(streams))
     if not wanted:
         return {}
-    newest = (
-        Event.objects.filter(stream=OuterRef("stream")).order_by("-version").values("version")[:1]
-    )
-    rows = Event.objects.filter(stream__in=wanted, version=Subquery(newest))
-    return {event.stream: event for event in rows}
+    if connection.vendor == "postgresql":
+        rows = Event.objects.raw(
+            "SELECT e.* FROM unnest(%s::text[]) AS s(name) CROSS JOIN LATERAL ("
+            "  SELECT * FROM persistence_event WHERE stream = s.name"
+            "  ORDER BY version DESC LIMIT 1"
+            ") AS e",
+            [wanted],
+        )
+        return {event.stream: event for event in rows}
+    latest: dict[str, Event] = {}
+    for stream in wanted:
+        event = Event.objects.filter(stream=stream).order_by("-version").first()
+        if event is not None:
+            latest[stream] = event
+    return latest
 
 
 @transaction.atomic
