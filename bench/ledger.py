@@ -9,9 +9,9 @@
    row equals its replay and that the chain verifies.
 2. Single fill over HTTP: POST /api/v1/fills/ with JWT to a threaded WSGI server on a
    local socket; client-observed p50/p95.
-3. With --trades trades bulk-inserted by SQL: the first page of a filtered
-   GET /api/v1/trades/ and its --pages'th page (cursor), and GET /api/v1/trades/summary/,
-   timed in process (the full Django stack and the database, no network): p50.
+3. With --trades trades bulk-inserted by SQL (then the summary rollups rebuilt): the first
+   page of a filtered GET /api/v1/trades/ and its --pages'th page (cursor), and
+   GET /api/v1/trades/summary/, timed in process (the full Django stack and the database, no network): p50.
 4. Position rebuild from the newest snapshot plus the tail: p50 over --rebuilds streams.
 
 Needs DATABASE_URL (PostgreSQL); on SQLite it runs, but the figures mean little.
@@ -272,6 +272,16 @@ def bench_lists(args: Any, user: Any, instruments: list[Any], strategies: list[A
         )
         cursor.execute("ANALYZE trading_trade")
     print(f"inserted {args.trades:,} trades in {time.perf_counter() - start:.1f} s")
+    # The trades went in by SQL, around the services that keep the summary's daily
+    # rollups: rebuild them, as `rebuild_trade_rollups` would after a bulk load.
+    from trading.rollups import trade_rollups_rebuild
+
+    start = time.perf_counter()
+    series_days, owner_days = trade_rollups_rebuild()
+    print(
+        f"  rollups rebuilt in {time.perf_counter() - start:.1f} s "
+        f"({series_days:,} series-days, {owner_days:,} owner-days)"
+    )
 
     client = APIClient()
     client.force_authenticate(user)

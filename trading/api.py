@@ -570,8 +570,15 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, LedgerViewS
     @extend_schema(responses=TradeSummarySerializer)
     @action(detail=False, methods=["get"], pagination_class=None)
     def summary(self, request: Request) -> Response:
-        trades = self.filter_queryset(self.get_queryset())
-        return Response(TradeSummarySerializer(selectors.trade_summary(trades=trades)).data)
+        queryset = self.get_queryset()
+        filterset = DjangoFilterBackend().get_filterset(request, queryset, self)
+        assert filterset is not None
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        summary = selectors.trade_summary(
+            trades=filterset.qs, user=_user(request), filters=filterset.form.cleaned_data
+        )
+        return Response(TradeSummarySerializer(summary).data)
 
 
 class PortfolioView(APIView):

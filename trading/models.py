@@ -359,3 +359,77 @@ class Trade(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} {self.quantity} {self.instrument_id} ({self.status})"
+
+
+class _StreakSummary(models.Model):
+    """The runs of one day's closed trades in exit order (see trading.rollups.Streaks)."""
+
+    day = models.DateField(help_text="UTC day of the trades' exit_time")
+    trades = models.PositiveIntegerField(default=0)
+    first_outcome = models.SmallIntegerField(default=0, help_text="1 win, -1 loss, 0 even")
+    first_run = models.PositiveIntegerField(default=0)
+    last_outcome = models.SmallIntegerField(default=0)
+    last_run = models.PositiveIntegerField(default=0)
+    max_win_run = models.PositiveIntegerField(default=0)
+    max_loss_run = models.PositiveIntegerField(default=0)
+    # The newest trade in the day, by (exit_time, id): a trade that sorts before it closed
+    # out of order, and the day is recomputed instead of appended to.
+    last_exit_time = models.DateTimeField(null=True, blank=True)
+    last_trade_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class TradeRollup(_StreakSummary):
+    """Closed trades of one series (owner, strategy, instrument) on one UTC day.
+
+    Maintained by the services with the trades; rebuilt by `rebuild_trade_rollups`.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    strategy = models.ForeignKey(
+        "strategies.Strategy", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="+")
+    wins = models.PositiveIntegerField(default=0)
+    losses = models.PositiveIntegerField(default=0)
+    gross_pnl = models.DecimalField(**MONEY, default=0)
+    fees = models.DecimalField(**MONEY, default=0)
+    net_pnl = models.DecimalField(**MONEY, default=0)
+    gross_profit = models.DecimalField(**MONEY, default=0)
+    gross_loss = models.DecimalField(**MONEY, default=0)
+    best = models.DecimalField(**MONEY, null=True, blank=True)
+    worst = models.DecimalField(**MONEY, null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "day"], name="trade_rollup_owner_day")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "strategy", "instrument", "day"],
+                condition=Q(strategy__isnull=False),
+                name="trade_rollup_unique_series_day",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "instrument", "day"],
+                condition=Q(strategy__isnull=True),
+                name="trade_rollup_unique_manual_day",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}/{self.strategy_id}/{self.instrument_id} {self.day}"
+
+
+class TradeStreakRollup(_StreakSummary):
+    """The streaks of all of one owner's closed trades on one UTC day, every series together."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "day"], name="trade_streak_unique_owner_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id} {self.day}: {self.trades} trades"

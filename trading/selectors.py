@@ -6,6 +6,7 @@ come to Python, so a summary over a million trades costs one pass over an index 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -31,10 +32,21 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
+from django.utils import timezone
 
 from accounts.models import User
 from persistence.models import Event
-from trading.models import MONEY, Candle, Fill, Order, Position, Trade
+from trading.models import (
+    MONEY,
+    Candle,
+    Fill,
+    Order,
+    Position,
+    Trade,
+    TradeRollup,
+    TradeStreakRollup,
+)
+from trading.rollups import STREAK_FIELDS, streaks_fold
 
 ZERO = Decimal(0)
 _MONEY = DecimalField(**MONEY)
@@ -87,8 +99,26 @@ def _ratio(numerator: Decimal | None, denominator: Decimal | int | None) -> Deci
     return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.00000001"))
 
 
-def trade_summary(*, trades: QuerySet[Trade]) -> dict[str, Any]:
-    """Statistics of the closed trades in `trades`; a trade wins when its net PnL is positive."""
+def trade_summary(
+    *,
+    trades: QuerySet[Trade],
+    user: User | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Statistics of the closed trades in `trades`; a trade wins when its net PnL is positive.
+
+    With the caller and the TradeFilter's cleaned `filters`, the answer comes from the daily
+    rollups where they can give it exactly (see `_summary_from_rollups`); otherwise, and
+    always without them, from a scan of the trades.
+    """
+    if user is not None and filters is not None:
+        summary = _summary_from_rollups(user=user, filters=filters)
+        if summary is not None:
+            return summary
+    return _summary_scan(trades)
+
+
+def _summary_scan(trades: QuerySet[Trade]) -> dict[str, Any]:
     closed = trades.filter(status=Trade.Status.CLOSED).annotate(net=F("pnl") - F("fees"))
     # Strip select_related and ordering: they only slow the aggregates down.
     closed = closed.select_related(None).order_by()
@@ -105,8 +135,6 @@ def trade_summary(*, trades: QuerySet[Trade]) -> dict[str, Any]:
         best_trade=Max("net"),
         worst_trade=Min("net"),
     )
-    count, wins, losses = totals["trades"], totals["wins"], totals["losses"]
-    gross_loss = totals["gross_loss"]
     by_symbol = (
         closed.values(symbol=F("instrument__symbol"))
         .annotate(trades=Count("id"), wins=Count("id", filter=win), net_pnl=Sum("net"))
@@ -123,12 +151,23 @@ def trade_summary(*, trades: QuerySet[Trade]) -> dict[str, Any]:
         .annotate(trades=Count("id"), net_pnl=Sum("net"))
         .order_by("day")
     )
+    return _summary(totals, by_symbol, by_strategy, daily, _streaks(closed))
+
+
+def _summary(
+    totals: dict[str, Any],
+    by_symbol: Iterable[Any],
+    by_strategy: Iterable[Any],
+    daily: Iterable[Any],
+    streaks: dict[int, int],
+) -> dict[str, Any]:
+    count, wins, losses = totals["trades"] or 0, totals["wins"] or 0, totals["losses"] or 0
+    gross_loss = totals["gross_loss"]
     cumulative = ZERO
     daily_series = []
     for row in daily:
         cumulative += row["net_pnl"]
         daily_series.append({**row, "cumulative_pnl": cumulative})
-    streaks = _streaks(closed)
     return {
         "trades": count,
         "wins": wins,
@@ -184,6 +223,78 @@ def _streaks(closed: QuerySet[Trade]) -> dict[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {int(outcome): int(length) for outcome, length in cursor.fetchall()}
+
+
+def _summary_from_rollups(*, user: User, filters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The summary from the daily rollups, or None where they cannot give it exactly.
+
+    They cannot, and the caller scans the trades instead, when:
+    - a filter other than symbol, strategy and status is set: start/end select by
+      entry_time, side and exit_reason by columns the rollups do not keep, while the
+      rollups bucket by exit day;
+    - status leaves closed trades out (there is nothing to summarise then);
+    - the current time zone is not UTC: the scan's days would be local days;
+    - the trades come from several streak domains: streaks run over trades in exit order,
+      and runs of two owners (or, with a symbol or strategy filter, of two series) that
+      interleave cannot be merged day by day.
+    """
+    if timezone.get_current_timezone_name() != "UTC":
+        return None
+    for name, value in filters.items():
+        if name == "status":
+            if value and Trade.Status.CLOSED not in value:
+                return None
+        elif name not in ("symbol", "strategy") and value not in (None, "", [], ()):
+            return None
+    rows = _scoped(TradeRollup.objects.all(), user)
+    symbols = [i.pk for i in filters.get("symbol") or ()]
+    strategies = [s.pk for s in filters.get("strategy") or ()]
+    if symbols:
+        rows = rows.filter(instrument_id__in=symbols)
+    if strategies:
+        rows = rows.filter(strategy_id__in=strategies)
+    if symbols or strategies:
+        domains = rows.order_by().values_list("owner_id", "strategy_id", "instrument_id")
+        if len(domains.distinct()[:2]) > 1:
+            return None
+        streak_days = rows.order_by("day").values_list(*STREAK_FIELDS)
+    else:
+        owners = _scoped(TradeStreakRollup.objects.all(), user)
+        if user.is_staff and len(owners.order_by().values("owner_id").distinct()[:2]) > 1:
+            return None
+        streak_days = owners.order_by("day").values_list(*STREAK_FIELDS)
+    totals = rows.aggregate(
+        trades=Sum("trades"),
+        wins=Sum("wins"),
+        losses=Sum("losses"),
+        gross_pnl=Sum("gross_pnl"),
+        fees=Sum("fees"),
+        net_pnl=Sum("net_pnl"),
+        gross_profit=Sum("gross_profit"),
+        gross_loss=Sum("gross_loss"),
+        best_trade=Max("best"),
+        worst_trade=Min("worst"),
+    )
+    per_day = {"trades": Sum("trades"), "net_pnl": Sum("net_pnl")}
+    by_symbol = (
+        rows.values(symbol=F("instrument__symbol"))
+        .annotate(**per_day, wins=Sum("wins"))
+        .order_by("symbol")
+    )
+    by_strategy = (
+        rows.values("strategy_id", strategy_name=F("strategy__name"))
+        .annotate(**per_day, wins=Sum("wins"))
+        .order_by("strategy_id")
+    )
+    daily = rows.values("day").annotate(**per_day).order_by("day")
+    streaks = streaks_fold(streak_days)
+    return _summary(
+        totals,
+        by_symbol,
+        by_strategy,
+        daily,
+        {1: streaks.max_win_run, -1: streaks.max_loss_run},
+    )
 
 
 # --- Portfolio ----------------------------------------------------------------------------

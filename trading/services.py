@@ -52,6 +52,7 @@ from trading.models import (
     TimeInForce,
     Trade,
 )
+from trading.rollups import trades_closed_record
 
 RETRIES = 3
 
@@ -604,6 +605,12 @@ def _fills_record_atomic(
         events.append(_position_apply(pbook, order=order, fill=row, metadata=meta))
 
     _write_projections(order_books, positions, audit=audit)
+    trades_closed_record(
+        book.trades[life]
+        for book in positions.values()
+        for life in book.touched_lives
+        if book.trades[life].status == Trade.Status.CLOSED
+    )
     appended = events_append(events)
     _snapshot_due(positions, appended)
     result.recorded = fill_rows
