@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from hashlib import sha256
 from typing import Any
 
 from django.db import connection, transaction
@@ -178,6 +179,11 @@ def latest_events(streams: Iterable[str]) -> dict[str, Event]:
     return latest
 
 
+_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+).encode
+
+
 @transaction.atomic
 def events_append(
     new_events: Sequence[NewEvent], *, created_at: datetime | None = None
@@ -193,7 +199,13 @@ def events_append(
     now = created_at or timezone.now()
     current = stream_versions(e.stream for e in new_events)
     prev_hash = chain_head()
+    # The canonical form is put together from the JSON of its parts: the same text
+    # `canonical_event` makes (its keys are in sorted order already), with each event's
+    # data encoded once for the hash and the row. Batches share their metadata objects.
+    stamp = _dumps(format_timestamp(now))
+    metadata_json: dict[int, tuple[Any, Any, str]] = {}
     rows: list[Event] = []
+    encoded: list[tuple[str, str]] = []
     for new in new_events:
         actual = current[new.stream]
         if new.expected_version != actual:
@@ -201,16 +213,18 @@ def events_append(
         version = actual + 1
         current[new.stream] = version
         data = json_safe(new.data)
-        metadata = json_safe(new.metadata)
-        canonical = canonical_event(
-            stream=new.stream,
-            version=version,
-            type=new.type,
-            data=data,
-            metadata=metadata,
-            created_at=now,
+        data_json = _dumps(data)
+        cached = metadata_json.get(id(new.metadata))
+        if cached is None or cached[0] is not new.metadata:
+            metadata = json_safe(new.metadata)
+            cached = (new.metadata, metadata, _dumps(metadata))
+            metadata_json[id(new.metadata)] = cached
+        _, metadata, meta_json = cached
+        canonical = (
+            f'{{"created_at":{stamp},"data":{data_json},"metadata":{meta_json},'
+            f'"stream":{_dumps(new.stream)},"type":{_dumps(new.type)},"version":{version}}}'
         )
-        digest = event_hash(prev_hash, canonical)
+        digest = sha256((prev_hash + canonical).encode("ascii")).hexdigest()
         rows.append(
             Event(
                 stream=new.stream,
@@ -223,23 +237,15 @@ def events_append(
                 created_at=now,
             )
         )
+        encoded.append((data_json, meta_json))
         prev_hash = digest
     if len(rows) >= COPY_THRESHOLD and connection.vendor == "postgresql":
         copy_insert(
             Event,
             ["stream", "version", "type", "data", "metadata", "prev_hash", "hash", "created_at"],
             (
-                (
-                    e.stream,
-                    e.version,
-                    e.type,
-                    json.dumps(e.data),
-                    json.dumps(e.metadata),
-                    e.prev_hash,
-                    e.hash,
-                    e.created_at,
-                )
-                for e in rows
+                (e.stream, e.version, e.type, data_json, meta_json, e.prev_hash, e.hash, now)
+                for e, (data_json, meta_json) in zip(rows, encoded, strict=True)
             ),
         )
         return rows  # without seq: bulk callers do not need it

@@ -24,6 +24,7 @@ Decimals as strings so that events carry them without loss.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,15 +127,17 @@ class PositionState:
             )
 
     def to_json(self) -> dict[str, Any]:
+        # Runs once per fill in a bulk ingest: a fixed field list and exact type checks.
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Decimal):
-                out[f.name] = str(value)
-            elif isinstance(value, datetime):
-                out[f.name] = value.isoformat()
+        for name in _STATE_FIELDS:
+            value = getattr(self, name)
+            kind = type(value)
+            if kind is Decimal:
+                out[name] = str(value)
+            elif kind is datetime or isinstance(value, datetime):
+                out[name] = value.isoformat()
             else:
-                out[f.name] = value
+                out[name] = value
         return out
 
     @classmethod
@@ -151,6 +154,9 @@ class PositionState:
             else:
                 kwargs[f.name] = Decimal(value) if value is not None else ZERO
         return cls(**kwargs)
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(PositionState))
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ def apply_fill(
         raise AccountingError("quantity and price must be positive, fee non-negative")
     signed = quantity if side == "buy" else -quantity
     with localcontext(prec=PRECISION):
-        current = dataclasses.replace(state)
+        current = copy.copy(state)
         if not current.is_open:
             current = PositionState(life=state.life + 1, opened_at=ts)
         if current.quantity == 0 or (current.quantity > 0) == (signed > 0):
