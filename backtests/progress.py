@@ -9,12 +9,15 @@ first and the final tick always pass.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +72,65 @@ def group_send(group: str, message: dict[str, Any]) -> None:
         async_to_sync(layer.group_send)(group, message)
     except Exception:  # the broker being briefly away must not fail a backtest
         logger.warning("could not send progress to %s", group, exc_info=True)
+
+
+# --- Sweep counters -------------------------------------------------------------------
+# The chunks of a sweep run in several worker processes; each adds the combinations it has
+# computed to one counter per sweep, so any of them can report the sweep's progress without
+# writing to the database. With Redis (REDIS_URL, which `make run` always sets) the counter
+# is an INCRBY; without it everything runs in one process, and a dict does.
+
+COUNTER_TTL_SECONDS = 24 * 3600
+_local_counts: dict[int, int] = {}
+_local_lock = threading.Lock()
+_redis_clients: dict[int, Any] = {}
+
+
+def _redis() -> Any:
+    if not settings.REDIS_URL:
+        return None
+    # One client per process: a client created before a prefork worker forked is not reused.
+    pid = os.getpid()
+    client = _redis_clients.get(pid)
+    if client is None:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        _redis_clients.clear()
+        _redis_clients[pid] = client
+    return client
+
+
+def _counter_key(sweep_id: int) -> str:
+    return f"tradelab:sweep:{sweep_id}:computed"
+
+
+def sweep_computed_add(sweep_id: int, count: int) -> int | None:
+    """Add `count` computed combinations to the sweep's counter; the new total, or None when
+    the counter is unreachable (progress is then skipped, never the sweep failed)."""
+    client = _redis()
+    if client is None:
+        with _local_lock:
+            _local_counts[sweep_id] = _local_counts.get(sweep_id, 0) + count
+            return _local_counts[sweep_id]
+    try:
+        pipe = client.pipeline()
+        pipe.incrby(_counter_key(sweep_id), count)
+        pipe.expire(_counter_key(sweep_id), COUNTER_TTL_SECONDS)
+        total, _ = pipe.execute()
+        return int(total)
+    except Exception:
+        logger.warning("could not count progress of sweep %s", sweep_id, exc_info=True)
+        return None
+
+
+def sweep_computed_clear(sweep_id: int) -> None:
+    client = _redis()
+    if client is None:
+        with _local_lock:
+            _local_counts.pop(sweep_id, None)
+        return
+    try:
+        client.delete(_counter_key(sweep_id))
+    except Exception:
+        logger.warning("could not clear the counter of sweep %s", sweep_id, exc_info=True)

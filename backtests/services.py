@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
@@ -46,7 +46,14 @@ from backtests.engine import (
     run_sweep,
 )
 from backtests.models import FINISHED_STATUSES, BacktestRun, BacktestTrade, RunStatus, Sweep
-from backtests.progress import ProgressThrottle, group_send, run_group, sweep_group
+from backtests.progress import (
+    ProgressThrottle,
+    group_send,
+    run_group,
+    sweep_computed_add,
+    sweep_computed_clear,
+    sweep_group,
+)
 from persistence.candles import candle_count_at_least, candle_data_version, candles_load
 from persistence.hashing import canonical_json
 from persistence.hashing import params_hash as hash_of
@@ -60,6 +67,7 @@ from persistence.services import (
     cache_lookup,
     cache_lookup_many,
     cache_store,
+    cache_store_many,
     params_record,
 )
 from strategies.library.base import StrategyRef
@@ -1082,6 +1090,8 @@ def sweep_launch(*, sweep_id: int, task_id: str) -> None:
         sweep.status = RunStatus.RUNNING
         sweep.started_at = sweep.heartbeat_at = timezone.now()
         sweep.save(update_fields=["status", "started_at", "heartbeat_at"])
+    # Ids can come back (SQLite after a rollback); a counter must start from nothing.
+    sweep_computed_clear(sweep_id)
     try:
         combos = _sweep_combinations(
             sweep.kind, sweep.grid, sweep.samples, canonical_json(sweep.grid)
@@ -1142,39 +1152,66 @@ def sweep_launch(*, sweep_id: int, task_id: str) -> None:
     )
 
 
+# How often one worker process may write a sweep's progress and heartbeat to its row. The
+# WebSocket gets every throttled tick; the row only needs to show the reaper the sweep is
+# alive (BACKTEST_STALE_AFTER_SECONDS) and a poller roughly where it is. On SQLite each of
+# these writes holds the one database lock that every worker queues for.
+SWEEP_ROW_WRITE_INTERVAL = 2.0
+# Per sweep id, when this process last wrote that sweep's row; shared by its chunks.
+_sweep_row_written: dict[int, float] = {}
+
+
 class _SweepProgress:
+    """A chunk's progress: a shared counter and channel messages; rarely a row write.
+
+    Each throttled tick reads the sweep's status (a read takes no write lock), so a
+    cancelled sweep's chunks stop at their next tick.
+    """
+
     def __init__(self, sweep: Sweep) -> None:
         self.sweep = sweep
         self.throttle = ProgressThrottle(min_interval=settings.BACKTEST_PROGRESS_MIN_INTERVAL)
         self.reported = 0
+        _sweep_row_written.setdefault(sweep.pk, time.monotonic())
 
     def __call__(self, done: int, total: int) -> None:
         if not self.throttle.should_emit(
             100.0 * done / total if total else 0.0, final=done == total
         ):
             return
-        self.flush(done)
-
-    def flush(self, done: int) -> None:
-        delta, self.reported = done - self.reported, done
-        updated = Sweep.objects.filter(pk=self.sweep.pk, status=RunStatus.RUNNING).update(
-            combinations_done=F("combinations_done") + delta, heartbeat_at=timezone.now()
-        )
-        if not updated:
+        status = Sweep.objects.filter(pk=self.sweep.pk).values_list("status", flat=True).first()
+        if status != RunStatus.RUNNING:
             raise BacktestCancelled
-        sweep = Sweep.objects.get(pk=self.sweep.pk)
-        total = max(sweep.combinations_total, 1)
-        percent = min(100.0, 100.0 * sweep.combinations_done / total)
-        Sweep.objects.filter(pk=sweep.pk).update(progress=percent)
-        sweep.progress = percent
-        message = sweep_message(sweep, eta=self.throttle.eta_seconds(percent))
+        delta, self.reported = done - self.reported, done
+        computed = sweep_computed_add(self.sweep.pk, delta) if delta else None
+        if computed is None:
+            return
+        sweep = self.sweep
+        total_combos = max(sweep.combinations_total, 1)
+        sweep.combinations_done = min(total_combos, sweep.combinations_cached + computed)
+        sweep.progress = 100.0 * sweep.combinations_done / total_combos
+        now = time.monotonic()
+        if now - _sweep_row_written[sweep.pk] >= SWEEP_ROW_WRITE_INTERVAL:
+            _sweep_row_written[sweep.pk] = now
+            Sweep.objects.filter(pk=sweep.pk, status=RunStatus.RUNNING).update(
+                combinations_done=sweep.combinations_done,
+                progress=sweep.progress,
+                heartbeat_at=timezone.now(),
+            )
+        message = sweep_message(sweep, eta=self.throttle.eta_seconds(sweep.progress))
         group_send(sweep_group(sweep.pk), {"type": "run.message", "payload": message})
 
 
 def sweep_run_chunk(
     *, sweep_id: int, combinations: list[dict[str, Any]], data_version: str
 ) -> dict[str, Any]:
-    """Backtest a chunk of a sweep's combinations with the engine's run_sweep."""
+    """Backtest a chunk of a sweep's combinations with the engine's run_sweep.
+
+    Compute only: the rows (with each combination's params hash and full metrics, JSON-safe)
+    go back to the chord callback, which stores them all in one transaction. Parallel
+    chunks therefore never queue for the database's write lock, and a failed sweep leaves
+    no cache entries behind.
+    """
     sweep = Sweep.objects.select_related("instrument").get(pk=sweep_id)
     if sweep.status != RunStatus.RUNNING:
         return {"rows": [], "error": None}
@@ -1185,6 +1222,7 @@ def sweep_run_chunk(
             start=sweep.start,
             end=sweep.end,
             data_version=data_version,
+            keep_in_memory=True,
         )
         frame = run_sweep(
             candles,
@@ -1200,19 +1238,15 @@ def sweep_run_chunk(
         return {"rows": [], "error": readable_error(exc)}
     names = get_kind(sweep.kind).params.names()
     rows = []
-    with transaction.atomic():
-        for record in frame.to_dict(orient="records"):
-            params = {name: _plain(record[name]) for name in names}
-            metrics = {name: _plain(record[name]) for name in METRIC_DEFINITIONS}
-            cache_store(
-                kind=SWEEP_ROW_KIND,
-                params_hash=sweep_combo_hash(sweep, params, data_version),
-                content=json.dumps(metrics).encode(),
-                format=StorageFormat.JSON,
-            )
-            rows.append(
-                {"params": params, "metrics": _summary(metrics, sweep.rank_metric), "cached": False}
-            )
+    for record in frame.to_dict(orient="records"):
+        params = {name: _plain(record[name]) for name in names}
+        rows.append(
+            {
+                "params": params,
+                "params_hash": sweep_combo_hash(sweep, params, data_version),
+                "metrics": {name: _plain(record[name]) for name in METRIC_DEFINITIONS},
+            }
+        )
     return {"rows": rows, "error": None}
 
 
@@ -1236,9 +1270,21 @@ def sweep_rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return sorted(rows, key=key)
 
 
-@transaction.atomic
 def sweep_finish(*, sweep_id: int, chunk_results: list[dict[str, Any]]) -> None:
-    """The chord callback: merge the chunks with the cached rows, rank, and finish."""
+    """The chord callback: store the computed rows, merge them with the cached ones, rank.
+
+    One transaction stores every computed combination's cache entry and the ranked results,
+    so a sweep either finishes with all of them or (failed, cancelled) with none.
+    """
+    try:
+        _sweep_finish(sweep_id=sweep_id, chunk_results=chunk_results)
+    finally:
+        _sweep_row_written.pop(sweep_id, None)
+        sweep_computed_clear(sweep_id)
+
+
+@transaction.atomic
+def _sweep_finish(*, sweep_id: int, chunk_results: list[dict[str, Any]]) -> None:
     sweep = Sweep.objects.select_for_update().get(pk=sweep_id)
     if sweep.status != RunStatus.RUNNING:
         return
@@ -1246,9 +1292,21 @@ def sweep_finish(*, sweep_id: int, chunk_results: list[dict[str, Any]]) -> None:
     if errors:
         _sweep_fail_locked(sweep, errors[0])
         return
+    computed = [row for result in chunk_results for row in result["rows"]]
+    cache_store_many(
+        kind=SWEEP_ROW_KIND,
+        contents={row["params_hash"]: json.dumps(row["metrics"]).encode() for row in computed},
+        format=StorageFormat.JSON,
+    )
     rows = list(sweep.results or [])
-    for result in chunk_results:
-        rows.extend(result["rows"])
+    rows.extend(
+        {
+            "params": row["params"],
+            "metrics": _summary(row["metrics"], sweep.rank_metric),
+            "cached": False,
+        }
+        for row in computed
+    )
     ranked = sweep_rank(rows, sweep.rank_metric)
     best = ranked[0] if ranked and ranked[0]["metrics"].get(sweep.rank_metric) is not None else None
     sweep.results = ranked

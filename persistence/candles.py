@@ -13,6 +13,8 @@ range would catch more, but costs hundreds of milliseconds per million bars.
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -22,7 +24,7 @@ from django.db import connection
 
 from persistence.hashing import params_hash
 from persistence.models import StorageFormat
-from persistence.services import cache_load, cache_lookup, cache_store
+from persistence.services import cache_load, cache_lookup, cache_peek, cache_store
 from trading.models import Candle, Instrument
 
 CANDLE_CACHE_KIND = "candles"
@@ -31,6 +33,13 @@ OHLCV = ("open", "high", "low", "close", "volume")
 FETCH_CHUNK = 50_000
 
 LoadProgressFn = Callable[[int, int], None]
+
+# Frames a worker process read recently, by cache key: the chunks of one sweep that land
+# on the same process read the parquet copy once. Two, so a worker alternating between two
+# sweeps does not thrash; a key includes the data version, so a stale frame is never served.
+MEMORY_FRAMES = 2
+_in_memory: OrderedDict[str, pd.DataFrame] = OrderedDict()
+_in_memory_lock = threading.Lock()
 
 
 def _range(instrument_id: int, timeframe: str, start: datetime, end: datetime):  # type: ignore[no-untyped-def]
@@ -124,9 +133,15 @@ def candles_load(
     end: datetime,
     data_version: str | None = None,
     progress: LoadProgressFn | None = None,
+    keep_in_memory: bool = False,
 ) -> tuple[pd.DataFrame, bool]:
     """(candles, from_cache): the parquet copy when one matches the data version, else the
-    database, whose result is then cached for the next run over the same range."""
+    database, whose result is then cached for the next run over the same range.
+
+    `keep_in_memory=True` is for repeated readers of one range, such as sweep chunks: the
+    frame is also kept in this process (shared, so callers must not modify it), and a parquet
+    hit is read without being counted, so that the lookup writes nothing to the database.
+    """
     if data_version is None:
         data_version = candle_data_version(
             instrument_id=instrument_id, timeframe=timeframe, start=start, end=end
@@ -138,21 +153,39 @@ def candles_load(
         end=end,
         data_version=data_version,
     )
-    entry = cache_lookup(kind=CANDLE_CACHE_KIND, params_hash=key)
+    if keep_in_memory:
+        with _in_memory_lock:
+            frame = _in_memory.get(key)
+            if frame is not None:
+                _in_memory.move_to_end(key)
+                return frame, True
+    lookup = cache_peek if keep_in_memory else cache_lookup
+    entry = lookup(kind=CANDLE_CACHE_KIND, params_hash=key)
     if entry is not None:
         frame = pd.read_parquet(io.BytesIO(cache_load(entry=entry)))
-        return frame, True
-    frame = candles_from_db(
-        instrument_id=instrument_id, timeframe=timeframe, start=start, end=end, progress=progress
-    )
-    if len(frame):
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer)
-        cache_store(
-            kind=CANDLE_CACHE_KIND,
-            params_hash=key,
-            content=buffer.getvalue(),
-            format=StorageFormat.PARQUET,
-            row_count=len(frame),
+        from_cache = True
+    else:
+        frame = candles_from_db(
+            instrument_id=instrument_id,
+            timeframe=timeframe,
+            start=start,
+            end=end,
+            progress=progress,
         )
-    return frame, False
+        from_cache = False
+        if len(frame):
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer)
+            cache_store(
+                kind=CANDLE_CACHE_KIND,
+                params_hash=key,
+                content=buffer.getvalue(),
+                format=StorageFormat.PARQUET,
+                row_count=len(frame),
+            )
+    if keep_in_memory:
+        with _in_memory_lock:
+            _in_memory[key] = frame
+            while len(_in_memory) > MEMORY_FRAMES:
+                _in_memory.popitem(last=False)
+    return frame, from_cache

@@ -102,6 +102,16 @@ def cache_lookup(*, kind: str, params_hash: str) -> CachedResult | None:
     return entry
 
 
+def cache_peek(*, kind: str, params_hash: str) -> CachedResult | None:
+    """The cached result for (kind, params_hash) without counting a hit: a plain read.
+
+    For readers that are part of work already counted once, such as the chunks of a sweep
+    whose launch looked the candles up; on SQLite a counted hit is a write, and writes from
+    parallel workers queue for the one database lock.
+    """
+    return CachedResult.objects.filter(kind=kind, params_hash=params_hash).first()
+
+
 @transaction.atomic
 def cache_lookup_many(*, kinds: list[str], params_hashes: list[str]) -> dict[str, CachedResult]:
     """Cached results for many hashes at once (first kind in `kinds` wins), hits counted."""
@@ -154,6 +164,51 @@ def cache_store(
         # Another process stored the same key between our check and our insert.
         return CachedResult.objects.get(kind=kind, params_hash=params_hash)
     return entry
+
+
+# Hashes per `IN (...)` query, well below SQLite's limit on bound parameters.
+LOOKUP_BATCH = 500
+
+
+@transaction.atomic
+def cache_store_many(*, kind: str, contents: dict[str, bytes], format: str) -> int:
+    """Store many results of one kind at once ({params_hash: content}); return how many were new.
+
+    Hashes already stored keep their first copy, as with cache_store. One existence query
+    per LOOKUP_BATCH hashes and one bulk insert, instead of two queries per entry.
+    """
+    if format not in StorageFormat.values:
+        raise ValueError(f"unknown storage format {format!r}")
+    if not contents:
+        return 0
+    existing: set[str] = set()
+    hashes = list(contents)
+    for i in range(0, len(hashes), LOOKUP_BATCH):
+        existing.update(
+            CachedResult.objects.filter(
+                kind=kind, params_hash__in=hashes[i : i + LOOKUP_BATCH]
+            ).values_list("params_hash", flat=True)
+        )
+    store = artifact_store()
+    entries = []
+    for params_hash, content in contents.items():
+        if params_hash in existing:
+            continue
+        if len(params_hash) != 64:
+            raise ValueError(f"{params_hash!r} is not a params hash")
+        entry = CachedResult(
+            kind=kind, params_hash=params_hash, format=format, size_bytes=len(content)
+        )
+        if store == "db":
+            entry.blob = content
+        else:
+            entry.file_path = _write_file(
+                f"cache/{kind}/{params_hash[:2]}/{params_hash}.{format}", content
+            )
+        entries.append(entry)
+    # A racing writer may have stored some of the same keys since the check: theirs stay.
+    CachedResult.objects.bulk_create(entries, batch_size=LOOKUP_BATCH, ignore_conflicts=True)
+    return len(entries)
 
 
 @transaction.atomic
@@ -252,8 +307,10 @@ __all__ = [
     "cache_load",
     "cache_lookup",
     "cache_lookup_many",
+    "cache_peek",
     "cache_purge",
     "cache_store",
+    "cache_store_many",
     "params_record",
     "payload_read",
 ]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 
 from backtests import services
+from backtests.engine import EngineError
 from backtests.models import RunStatus, Sweep
+from persistence.models import CachedResult
 from tests.backtests.conftest import END, T0
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +92,111 @@ def test_a_bad_grid_is_a_400(api_client, strategy) -> None:
     assert response.status_code == 400 and "nope" in response.json()["grid"]
     response = post(api_client, strategy, rank_metric="luck")
     assert response.status_code == 400 and "rank_metric" in response.json()
+
+
+def _receive_all(layer, channel):  # type: ignore[no-untyped-def]
+    messages = []
+    while True:
+        try:
+            messages.append(async_to_sync(layer.receive)(channel)["payload"])
+        except Exception:
+            return messages
+        if messages[-1]["type"] == "final":
+            return messages
+
+
+def test_chunks_only_compute_and_the_callback_stores_every_row_at_once(
+    user, strategy, eager_celery, django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.SWEEP_CHUNK_SIZE = 2
+    stores = []
+    real = services.cache_store_many
+
+    def spy(**kwargs):  # type: ignore[no-untyped-def]
+        stores.append((Sweep.objects.get().status, len(kwargs["contents"])))
+        return real(**kwargs)
+
+    with (
+        patch.object(services, "cache_store_many", spy),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        sweep = services.sweep_submit(user=user, strategy=strategy, start=T0, end=END, grid=GRID)
+    sweep.refresh_from_db()
+    assert sweep.status == RunStatus.SUCCEEDED
+    # Three chunks ran, but the six rows were stored by the callback, in one call.
+    assert stores == [(RunStatus.RUNNING, 6)]
+    assert CachedResult.objects.filter(kind=services.SWEEP_ROW_KIND).count() == 6
+
+
+def test_a_failed_chunk_fails_the_sweep_readably_and_caches_no_row(
+    user, strategy, eager_celery, django_capture_on_commit_callbacks, settings, monkeypatch
+) -> None:
+    settings.SWEEP_CHUNK_SIZE = 2
+    real = services.run_sweep
+    calls = []
+
+    def second_chunk_breaks(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise EngineError("candle close is NaN in 1 bar(s)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "run_sweep", second_chunk_breaks)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = services.sweep_submit(user=user, strategy=strategy, start=T0, end=END, grid=GRID)
+    sweep.refresh_from_db()
+    assert sweep.status == RunStatus.FAILED
+    assert sweep.error == "candle close is NaN in 1 bar(s)"
+    assert sweep.best_parameters is None
+    assert not CachedResult.objects.filter(kind=services.SWEEP_ROW_KIND).exists()
+
+
+def test_a_sweep_cancelled_midway_stops_its_chunks_and_stores_nothing(
+    user, strategy, eager_celery, django_capture_on_commit_callbacks, settings, monkeypatch
+) -> None:
+    settings.SWEEP_CHUNK_SIZE = 2
+    settings.BACKTEST_PROGRESS_MIN_INTERVAL = 0
+    real = services.run_sweep
+    ran = []
+
+    def cancel_during_first(candles, kind, combos, config, progress):  # type: ignore[no-untyped-def]
+        ran.append(len(combos))
+
+        def on_progress(done: int, total: int) -> None:
+            if done == 1:
+                services.sweep_cancel(sweep=Sweep.objects.get())
+            progress(done, total)
+
+        return real(candles, kind, combos, config, progress=on_progress)
+
+    monkeypatch.setattr(services, "run_sweep", cancel_during_first)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = services.sweep_submit(user=user, strategy=strategy, start=T0, end=END, grid=GRID)
+    sweep.refresh_from_db()
+    assert sweep.status == RunStatus.CANCELLED
+    assert ran == [2], "the later chunks should not have run the engine"
+    assert not CachedResult.objects.filter(kind=services.SWEEP_ROW_KIND).exists()
+
+
+def test_sweep_progress_reaches_the_sweeps_group_without_writing_the_row(
+    user, strategy, eager_celery, django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.SWEEP_CHUNK_SIZE = 2
+    settings.BACKTEST_PROGRESS_MIN_INTERVAL = 0
+    with django_capture_on_commit_callbacks() as enqueue:
+        sweep = services.sweep_submit(user=user, strategy=strategy, start=T0, end=END, grid=GRID)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"sweep.{sweep.pk}", channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in enqueue:
+            callback()
+    messages = _receive_all(layer, channel)
+    done = [m["combinations_done"] for m in messages if m["type"] == "progress"]
+    assert done == sorted(done) and done[-1] == 6 and len(set(done)) >= 3
+    final = messages[-1]
+    assert final["type"] == "final" and final["status"] == "succeeded"
+    assert final["best_parameters"] is not None
+    # A short sweep's chunks never wrote its row: the heartbeat is still the launch's.
+    sweep.refresh_from_db()
+    assert sweep.heartbeat_at == sweep.started_at
