@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -129,9 +130,11 @@ def main() -> None:
         _bench_http(api, strategy, args.bars)
         t_one = _bench_sweep(api, strategy, args.sweep_bars, fee="0.0011", label="1 worker")
         _stop(worker)
+        _print_task_times(workdir / "worker-1.log", "backtests.tasks.")
         worker = _start_worker(env, 2, workdir)
         t_two = _bench_sweep(api, strategy, args.sweep_bars, fee="0.0012", label="2 workers")
         _stop(worker)
+        _print_task_times(workdir / "worker-2.log", "backtests.tasks.")
         print(
             f"\nsweep speed-up, 2 workers vs 1: {t_one / t_two:.2f}x (ideal 2.00x on 2 free cores)"
         )
@@ -299,6 +302,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _print_task_times(log: Path, prefix: str) -> None:
+    """Where a sweep's time went, from the worker's "Task ... succeeded in N s" lines."""
+    pattern = re.compile(rf"Task {re.escape(prefix)}(\w+)\[[^\]]+\] succeeded in ([0-9.e-]+)s")
+    seconds: dict[str, list[float]] = {}
+    for match in pattern.finditer(log.read_text(errors="replace")):
+        seconds.setdefault(match[1], []).append(float(match[2]))
+    parts = [
+        f"{name} {len(times)} x {sum(times) / len(times):.2f} s" for name, times in seconds.items()
+    ]
+    print(f"      task times: {'; '.join(parts)}")
 
 
 def _bench_sweep(api: Api, strategy: Any, bars: int, *, fee: str, label: str) -> float:
