@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from persistence.models import Event
 from tests.factories import CandleFactory, InstrumentFactory, StrategyFactory
 from tests.trading.conftest import fill, submit, trade
-from trading.models import Order, Position
+from trading.models import Order, Position, Trade
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -304,3 +304,29 @@ def test_anonymous_is_turned_away():
 
 def test_schema_is_published(api_client):
     assert api_client.get("/api/schema/").status_code == 200
+
+
+def test_trade_rows_match_drf_field_rendering(api_client, user, instrument):
+    from rest_framework import serializers as drf
+
+    from trading.api import TradeSerializer
+
+    class FieldByField(drf.ModelSerializer):  # what TradeSerializer renders by hand
+        symbol = drf.CharField(source="instrument.symbol")
+        net_pnl = drf.SerializerMethodField()
+
+        class Meta:
+            model = Trade
+            fields = TradeSerializer.Meta.fields
+
+        def get_net_pnl(self, obj):  # type: ignore[no-untyped-def]
+            return drf.DecimalField(max_digits=38, decimal_places=18).to_representation(
+                obj.pnl - obj.fees
+            )
+
+    trade(user, instrument, "buy", "1.5", "100.01", fee="0.013")
+    trade(user, instrument, "sell", "1.5", "99.37", fee="0.2")
+    trade(user, instrument, "sell", "2", "101")  # still open: no exit
+    rows = list(Trade.objects.select_related("instrument", "strategy"))
+    assert {r.status for r in rows} == {"open", "closed"}
+    assert TradeSerializer(rows, many=True).data == FieldByField(rows, many=True).data
