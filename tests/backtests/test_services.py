@@ -59,6 +59,33 @@ def test_execution_saves_metrics_trades_and_curves_in_one_go(user, strategy) -> 
     assert CachedResult.objects.filter(kind="backtest", params_hash=run.params_hash).exists()
 
 
+def test_stored_trades_match_the_engines_trades_value_for_value(user, strategy) -> None:
+    run = execute(submit(user, strategy))
+    candles, _ = services.candles_load(
+        instrument_id=run.instrument_id, timeframe=run.timeframe, start=run.start, end=run.end
+    )
+    ref = services.StrategyRef(kind=run.kind, params=run.parameters)
+    engine = services.run_backtest(candles, ref, services.run_engine_config(run)).trades
+    stored = list(BacktestTrade.objects.filter(run=run).order_by("entry_time", "id"))
+    assert len(stored) == len(engine) > 1
+    for trade, expected in zip(stored, engine.itertuples(index=False), strict=True):
+        assert trade.direction == expected.direction
+        assert trade.entry_time == expected.entry_time.to_pydatetime()
+        assert trade.exit_time == expected.exit_time.to_pydatetime()
+        assert trade.entry_price == expected.entry_price
+        assert trade.exit_price == expected.exit_price
+        assert (trade.quantity, trade.pnl, trade.fees) == (
+            expected.quantity,
+            expected.pnl,
+            expected.fees,
+        )
+        assert trade.duration_seconds == expected.duration
+        assert (trade.exit_reason, trade.is_open) == (expected.exit_reason, expected.is_open)
+    # A time filter matches stored times exactly, as it would for rows saved by the ORM.
+    first = stored[0]
+    assert BacktestTrade.objects.filter(run=run, entry_time=first.entry_time).get() == first
+
+
 def test_an_identical_request_is_answered_from_the_cache_without_a_task(
     user, strategy, django_capture_on_commit_callbacks
 ) -> None:
