@@ -393,6 +393,14 @@ class FillRejected(LedgerConflict):
     """A fill that the order's state does not allow (over-fill, finished order)."""
 
 
+class FillsInvalid(ValidationError):
+    """Malformed fills in a bulk request; `errors` maps each bad fill's index to its problem."""
+
+    def __init__(self, errors: dict[int, str]) -> None:
+        super().__init__({"fills": [f"fill {i}: {problem}" for i, problem in errors.items()]})
+        self.errors = errors
+
+
 def fill_record(
     *,
     order: Order,
@@ -501,11 +509,9 @@ def _fills_record_atomic(
     }
     missing = [i for i, f in enumerate(fills) if f.order_id not in orders]
     if missing:
-        raise ValidationError(
-            {"fills": {str(i): "no such order for this owner" for i in missing}}
-            if len(fills) > 1
-            else {"order": "no such order for this owner"}
-        )
+        if len(fills) == 1:
+            raise ValidationError({"order": "no such order for this owner"})
+        raise FillsInvalid(dict.fromkeys(missing, "no such order for this owner"))
 
     known = set(
         Fill.objects.filter(
@@ -556,9 +562,9 @@ def _fills_record_atomic(
         )
         order_after.append(_order_apply(book, fill))
     if invalid:
-        raise ValidationError(
-            {"fills": invalid} if len(fills) > 1 else {"fill": next(iter(invalid.values()))}
-        )
+        if len(fills) == 1:
+            raise ValidationError({"fill": next(iter(invalid.values()))})
+        raise FillsInvalid({int(i): problem for i, problem in invalid.items()})
     if conflicts:
         single = len(fills) == 1
         raise FillRejected(
@@ -1102,6 +1108,7 @@ def position_streams() -> list[str]:
 __all__ = [
     "FillInput",
     "FillRejected",
+    "FillsInvalid",
     "FillsResult",
     "LedgerConflict",
     "OrderSubmitResult",

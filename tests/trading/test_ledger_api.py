@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from persistence.models import Event
 from tests.factories import CandleFactory, InstrumentFactory, StrategyFactory
 from tests.trading.conftest import fill, submit, trade
-from trading.models import Order, Position, Trade
+from trading.models import Fill, Order, Position, Trade
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -149,6 +149,17 @@ def test_bulk_fills(api_client, user, instrument):
     assert response.json()["duplicates"] == ["B-0"]
     order.refresh_from_db()
     assert order.filled_quantity == D("5")
+
+
+def test_bulk_fills_with_malformed_rows_return_400_naming_each_fill(api_client, user, instrument):
+    order = submit(user, instrument, "buy", "10")
+    fills = [fill_payload(order, venue_trade_id=f"B-{i}") for i in range(3)]
+    fills[2]["price"] = "100.001"
+    response = api_client.post("/api/v1/fills/bulk/", {"fills": fills}, format="json")
+    assert response.status_code == 400, response.content
+    [problem] = response.json()["fills"]
+    assert problem.startswith("fill 2: price must be a multiple of the price tick")
+    assert not Fill.objects.exists()
 
 
 # --- Strict lists -------------------------------------------------------------------------

@@ -112,6 +112,52 @@ def test_import_fills_from_csv(user, instrument, tmp_path):
     assert order.filled_quantity == D("2")
 
 
+def _fills_csv(path, rows):  # type: ignore[no-untyped-def]
+    lines = ["client_order_id,venue_trade_id,quantity,price,fee,ts"]
+    lines += [
+        f"bot-7,X{n},{quantity},{price},0,2024-01-01T00:{n % 60:02d}:00Z"
+        for n, (quantity, price) in enumerate(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "complaint"),
+    [
+        (("1", "100.001"), "price must be a multiple of the price tick"),  # malformed
+        (("5", "100"), "exceeds the remaining"),  # refused by the order's state
+    ],
+)
+def test_import_fills_with_a_bad_row_late_in_the_file_writes_nothing_and_names_the_line(
+    user, instrument, tmp_path, bad_row, complaint
+):
+    order = submit(user, instrument, "buy", "10", client_order_id="bot-7")
+    events_before = Event.objects.count()
+    rows = [("1", "100")] * 7 + [bad_row]
+    path = _fills_csv(tmp_path / "fills.csv", rows)
+    with pytest.raises(CommandError) as excinfo:
+        run("import_fills", path, "--user", user.username, "--batch-size", "2")
+    # Header is line 1, so the eighth fill is CSV line 9, in the fourth batch.
+    assert "CSV line 9" in str(excinfo.value)
+    assert complaint in str(excinfo.value)
+    assert not Fill.objects.exists()
+    assert Event.objects.count() == events_before
+    assert not Position.objects.exists()
+    order.refresh_from_db()
+    assert order.filled_quantity == 0
+
+
+def test_import_fills_names_a_row_that_does_not_parse_and_writes_nothing(
+    user, instrument, tmp_path
+):
+    submit(user, instrument, "buy", "10", client_order_id="bot-7")
+    path = _fills_csv(tmp_path / "fills.csv", [("1", "100"), ("1", "100"), ("x", "100")])
+    with pytest.raises(CommandError, match="CSV line 4"):
+        run("import_fills", path, "--user", user.username, "--batch-size", "1")
+    assert not Fill.objects.exists()
+
+
 # --- Admin ----------------------------------------------------------------------------------
 
 
