@@ -14,7 +14,16 @@ from django.http import HttpRequest
 from accounts.models import User
 from config.admin import AuditedModelAdmin
 from trading import services
-from trading.models import Candle, Fill, Instrument, Order, Position, Trade
+from trading.models import (
+    Candle,
+    Fill,
+    Instrument,
+    Order,
+    Position,
+    Trade,
+    TradeRollup,
+    TradeStreakRollup,
+)
 
 
 @admin.register(Instrument)
@@ -324,3 +333,31 @@ class TradeAdmin(LedgerAdminMixin, AuditedModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # trades are what fills make them
+
+
+class RollupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Rollups are derived from the trades (rebuild with `rebuild_trade_rollups`): view only."""
+
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(TradeRollup)
+class TradeRollupAdmin(RollupAdmin):
+    list_display = ("day", "owner", "strategy", "instrument", "trades", "wins", "losses", "net_pnl")
+    list_filter = ("instrument__symbol",)
+    list_select_related = ("owner", "strategy", "instrument")
+
+
+@admin.register(TradeStreakRollup)
+class TradeStreakRollupAdmin(RollupAdmin):
+    list_display = ("day", "owner", "trades", "max_win_run", "max_loss_run")
+    list_select_related = ("owner",)
