@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from backtests import services
+from backtests import selectors, services
 from backtests.charts import equity_chart_svg
 from backtests.models import FINISHED_STATUSES, BacktestRun, BacktestTrade, Sweep
 from config.admin import AuditedModelAdmin
@@ -99,6 +99,8 @@ class BacktestRunAdmin(AuditedModelAdmin):
         "finished_at",
     )
     inlines = [BacktestTradeInline]
+    # A cache hit owns no trades: its page lists the computing run's, up to this many.
+    SHARED_TRADES_SHOWN = 500
 
     @admin.display(description="Return %")
     def return_pct(self, obj: BacktestRun) -> Any:
@@ -107,6 +109,13 @@ class BacktestRunAdmin(AuditedModelAdmin):
     @admin.display(description="Sharpe")
     def sharpe(self, obj: BacktestRun) -> Any:
         return obj.metrics.get("sharpe")
+
+    def get_inlines(self, request: HttpRequest, obj: BacktestRun | None) -> list[Any]:
+        # The inline follows the run's own foreign key, which a cache hit's trades do not
+        # point at; the change form lists the shared trades instead.
+        if obj is not None and obj.cache_hit and obj.shared_from_id:
+            return []
+        return list(super().get_inlines(request, obj))
 
     def get_urls(self) -> list[Any]:
         start = path("start/", self.admin_site.admin_view(self.start_view), name="backtests_start")
@@ -164,6 +173,13 @@ class BacktestRunAdmin(AuditedModelAdmin):
                 extra["equity_chart"] = equity_chart_svg(services.equity_frame(run))
             extra["export_url"] = f"/api/v1/backtests/{run.pk}/export/?format=xlsx"
             extra["ws_path"] = f"/ws/backtests/{run.pk}/"
+            if run.cache_hit and run.shared_from_id:
+                trades = selectors.backtest_trades(run=run)
+                extra["shared_trades"] = list(trades[: self.SHARED_TRADES_SHOWN])
+                extra["shared_trades_total"] = trades.count()
+                extra["shared_from_url"] = reverse(
+                    "admin:backtests_backtestrun_change", args=[run.shared_from_id]
+                )
         return super().change_view(request, object_id, form_url, extra)
 
     @admin.action(description="Re-run the selected backtests (recompute)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backtests import services
-from backtests.models import BacktestRun
+from backtests.models import BacktestRun, BacktestTrade
 from tests.backtests.conftest import END, T0
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +65,18 @@ def test_cancel_and_rerun_actions_go_through_the_services(staff, user, strategy)
     staff.post(CHANGELIST, {"action": "rerun_runs", "_selected_action": [queued.pk]})
     rerun = BacktestRun.objects.exclude(pk=queued.pk).get()
     assert rerun.status == "queued" and rerun.params_hash == queued.params_hash
+
+
+def test_a_cache_hits_page_lists_the_trades_of_the_run_that_computed_them(
+    staff, user, strategy
+) -> None:
+    source = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    services.backtest_execute(run_id=source.pk, task_id=source.celery_task_id)
+    hit = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    assert hit.cache_hit and hit.shared_from_id == source.pk
+    page = staff.get(f"{CHANGELIST}{hit.pk}/change/").content.decode()
+    assert 'id="shared-trades"' in page
+    assert f"{CHANGELIST}{source.pk}/change/" in page
+    trades = BacktestTrade.objects.filter(run=source)
+    assert trades.count() > 1
+    assert page.count('<tr class="shared-trade">') == trades.count()
