@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+# Imported here, in the worker's parent, so every forked pool process starts with the
+# parquet reader loaded: otherwise each fresh process pays the import on its first task,
+# which is a good part of a short sweep chunk.
+import pyarrow.parquet  # noqa: F401
 from celery import shared_task
 from celery.signals import worker_ready
 
