@@ -19,7 +19,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -960,28 +960,36 @@ def workbook_bytes(
 
     sheet = book.create_sheet("trades")
     sheet.append(list(trades.columns))
-    for row in trades.itertuples(index=False):
-        sheet.append([_cell(value) for value in row])
+    for row in _excel_rows(trades):
+        sheet.append(row)
 
     sheet = book.create_sheet("equity")
     sheet.append(["ts", "equity", "drawdown"])
-    for ts, eq, dd in zip(thinned.index, thinned["equity"], thinned["drawdown"], strict=True):
-        sheet.append([_cell(ts), float(eq), float(dd)])
+    curve = thinned[["equity", "drawdown"]].copy()
+    curve.insert(0, "ts", thinned.index)
+    for row in _excel_rows(curve):
+        sheet.append(row)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
 
 
-def _cell(value: Any) -> Any:
-    # Excel has no time zones: timestamps go in as naive UTC.
-    if isinstance(value, pd.Timestamp | datetime):
-        stamp = pd.Timestamp(value)
-        return (
-            (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).tz_localize(None).to_pydatetime()
-        )
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return value
+def _excel_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
+    """Rows of plain Python values, converted a column at a time (per-cell conversion
+    dominated the export): Excel has no time zones, so timestamps go in as naive UTC,
+    and missing values become empty cells."""
+    columns: list[list[Any]] = []
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            naive = column.dt.tz_convert("UTC").dt.tz_localize(None)
+            values = [None if pd.isna(v) else v for v in naive.dt.to_pydatetime()]
+        elif pd.api.types.is_float_dtype(column.dtype):
+            values = [None if v != v else v for v in column.tolist()]  # NaN != NaN
+        else:
+            values = [None if v is None or v is pd.NaT else v for v in column.tolist()]
+        columns.append(values)
+    return zip(*columns, strict=True)
 
 
 # --- Sweeps ---------------------------------------------------------------------------

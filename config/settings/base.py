@@ -205,7 +205,7 @@ BACKTEST_MAX_ATTEMPTS = env_int("BACKTEST_MAX_ATTEMPTS", 3)
 SWEEP_CHUNK_SIZE = env_int("SWEEP_CHUNK_SIZE", 0)
 SWEEP_MAX_COMBINATIONS = env_int("SWEEP_MAX_COMBINATIONS", 5000)
 # Equity rows beyond this are thinned (last value per period) in the xlsx export.
-EXPORT_MAX_EQUITY_ROWS = env_int("EXPORT_MAX_EQUITY_ROWS", 100_000)
+EXPORT_MAX_EQUITY_ROWS = env_int("EXPORT_MAX_EQUITY_ROWS", 20_000)
 CELERY_BEAT_SCHEDULE = {
     "backtests-reap-stale": {"task": "backtests.tasks.reap_stale", "schedule": 60.0},
 }
