@@ -305,7 +305,8 @@ class TradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         money, dt = _money_text, _datetime_text
         return {
             "id": instance.pk,
-            "symbol": instance.instrument.symbol,
+            # selectors.trade_list annotates the symbol; a bare instance still has its FK.
+            "symbol": getattr(instance, "symbol", None) or instance.instrument.symbol,
             "strategy": instance.strategy_id,
             "position": instance.position_id,
             "direction": instance.direction,

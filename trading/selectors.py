@@ -68,8 +68,33 @@ def position_list(*, user: User) -> QuerySet[Position]:
     return _scoped(Position.objects.select_related("instrument", "strategy"), user)
 
 
+# What a trade row shows (trading.api.TradeSerializer), for the ledger's biggest list: each
+# row builds one Trade with these columns and the symbol as an annotation, rather than
+# three full instances (trade, instrument, strategy).
+TRADE_ROW_FIELDS = (
+    "id",
+    "owner_id",
+    "instrument_id",
+    "strategy_id",
+    "position_id",
+    "direction",
+    "status",
+    "quantity",
+    "entry_time",
+    "entry_price",
+    "exit_time",
+    "exit_price",
+    "pnl",
+    "pnl_pct",
+    "fees",
+    "exit_reason",
+)
+
+
 def trade_list(*, user: User) -> QuerySet[Trade]:
-    return _scoped(Trade.objects.select_related("instrument", "strategy"), user)
+    """The caller's trades, annotated with `symbol`, loading only the columns a row shows."""
+    trades = Trade.objects.annotate(symbol=F("instrument__symbol")).only(*TRADE_ROW_FIELDS)
+    return _scoped(trades, user)
 
 
 def event_list(*, user: User) -> QuerySet[Event]:

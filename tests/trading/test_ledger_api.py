@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from persistence.models import Event
 from tests.factories import CandleFactory, InstrumentFactory, StrategyFactory
 from tests.trading.conftest import fill, submit, trade
+from trading import selectors
 from trading.models import Fill, Order, Position, Trade
 
 pytestmark = pytest.mark.django_db
@@ -338,6 +339,10 @@ def test_trade_rows_match_drf_field_rendering(api_client, user, instrument):
     trade(user, instrument, "buy", "1.5", "100.01", fee="0.013")
     trade(user, instrument, "sell", "1.5", "99.37", fee="0.2")
     trade(user, instrument, "sell", "2", "101")  # still open: no exit
-    rows = list(Trade.objects.select_related("instrument", "strategy"))
-    assert {r.status for r in rows} == {"open", "closed"}
-    assert TradeSerializer(rows, many=True).data == FieldByField(rows, many=True).data
+    full_rows = list(Trade.objects.select_related("instrument", "strategy"))
+    assert {r.status for r in full_rows} == {"open", "closed"}
+    expected = FieldByField(full_rows, many=True).data
+    assert TradeSerializer(full_rows, many=True).data == expected
+    # What the list renders: the selector's rows, with only the shown columns loaded.
+    listed = list(selectors.trade_list(user=user).order_by("-entry_time", "-id"))
+    assert TradeSerializer(listed, many=True).data == expected
