@@ -60,8 +60,18 @@ class BacktestTradeInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
+class ResultAdminMixin:
+    """Runs and sweeps are results: every field is read-only, so a run always means what it
+    computed. Staff act on them through the re-run and cancel actions instead."""
+
+    model: Any
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in self.model._meta.fields]
+
+
 @admin.register(BacktestRun)
-class BacktestRunAdmin(AuditedModelAdmin):
+class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
     list_display = (
         "id",
         "owner",
@@ -215,7 +225,7 @@ class BacktestTradeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Sweep)
-class SweepAdmin(AuditedModelAdmin):
+class SweepAdmin(ResultAdminMixin, AuditedModelAdmin):
     list_display = (
         "id",
         "owner",

@@ -80,3 +80,13 @@ def test_a_cache_hits_page_lists_the_trades_of_the_run_that_computed_them(
     trades = BacktestTrade.objects.filter(run=source)
     assert trades.count() > 1
     assert page.count('<tr class="shared-trade">') == trades.count()
+
+
+def test_a_runs_admin_page_cannot_change_what_it_computed(staff, user, strategy) -> None:  # type: ignore[no-untyped-def]
+    run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    url = f"/admin/backtests/backtestrun/{run.pk}/change/"
+    page = staff.get(url).content.decode()
+    assert 'name="kind"' not in page and 'name="initial_capital"' not in page
+    staff.post(url, {"kind": "buy_and_hold", "initial_capital": "1"})
+    run.refresh_from_db()
+    assert run.kind == "sma_cross" and run.initial_capital != 1
