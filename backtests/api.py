@@ -38,6 +38,17 @@ def _user(request: Request) -> User:
     return cast(User, request.user)
 
 
+MAX_ID = 2**63 - 1
+
+
+def _object_id(raw: str) -> int | None:
+    """An id from the URL, or None when it cannot name a row (so the caller answers 404)."""
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    number = int(raw)
+    return number if 1 <= number <= MAX_ID else None
+
+
 class CappedPagination(LimitOffsetPagination):
     default_limit = 100
     max_limit = 500
@@ -284,7 +295,12 @@ class BacktestRunViewSet(
         return selectors.backtest_list(user=_user(self.request))
 
     def get_object(self) -> BacktestRun:
-        run = selectors.backtest_get(user=_user(self.request), run_id=int(self.kwargs["pk"]))
+        run_id = _object_id(self.kwargs["pk"])
+        run = (
+            None
+            if run_id is None
+            else selectors.backtest_get(user=_user(self.request), run_id=run_id)
+        )
         if run is None:
             raise NotFound("No such backtest run.")
         return run
@@ -445,7 +461,12 @@ class SweepViewSet(
         return selectors.sweep_list(user=_user(self.request))
 
     def get_object(self) -> Sweep:
-        sweep = selectors.sweep_get(user=_user(self.request), sweep_id=int(self.kwargs["pk"]))
+        sweep_id = _object_id(self.kwargs["pk"])
+        sweep = (
+            None
+            if sweep_id is None
+            else selectors.sweep_get(user=_user(self.request), sweep_id=sweep_id)
+        )
         if sweep is None:
             raise NotFound("No such sweep.")
         return sweep

@@ -102,8 +102,27 @@ def _symbols(field_name: str) -> django_filters.ModelMultipleChoiceFilter:
     )
 
 
+MAX_ID = 2**63 - 1
+
+
+class _IdChoiceField(django_filters.fields.ModelMultipleChoiceField):
+    """Ids are checked as numbers in the database's range before any query: an id that is
+    not a number, or too large for a BIGINT, is a 400 naming it rather than a 500."""
+
+    def _check_values(self, value: Any) -> Any:
+        for raw in value:
+            text = str(raw)
+            if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
+                raise forms.ValidationError(f"{text!r} is not a valid id.", code="invalid_pk_value")
+        return super()._check_values(value)
+
+
+class IdMultipleChoiceFilter(django_filters.ModelMultipleChoiceFilter):
+    field_class = _IdChoiceField
+
+
 def _strategies(field_name: str) -> django_filters.ModelMultipleChoiceFilter:
-    return django_filters.ModelMultipleChoiceFilter(
+    return IdMultipleChoiceFilter(
         field_name=field_name,
         queryset=Strategy.objects.all(),
         distinct=False,
@@ -138,7 +157,7 @@ class FillFilter(django_filters.FilterSet):
     symbol = _symbols("order__instrument")
     strategy = _strategies("order__strategy")
     side = _choices("order__side", Side.choices, "buy or sell")
-    order = django_filters.NumberFilter(field_name="order_id")
+    order = django_filters.NumberFilter(field_name="order_id", min_value=1, max_value=MAX_ID)
     venue_trade_id = django_filters.CharFilter(field_name="venue_trade_id")
     start, end = _range("ts")
 
@@ -163,7 +182,11 @@ class EventFilter(django_filters.FilterSet):
     stream = django_filters.CharFilter(field_name="stream", help_text="Exact stream name.")
     type = django_filters.CharFilter(field_name="type")
     after = django_filters.NumberFilter(
-        field_name="seq", lookup_expr="gt", help_text="Only events with seq above this."
+        field_name="seq",
+        lookup_expr="gt",
+        min_value=0,
+        max_value=MAX_ID,
+        help_text="Only events with seq above this.",
     )
     start, end = _range("created_at")
 
