@@ -38,15 +38,9 @@ def _user(request: Request) -> User:
     return cast(User, request.user)
 
 
-MAX_ID = 2**63 - 1
-
-
-def _object_id(raw: str) -> int | None:
-    """An id from the URL, or None when it cannot name a row (so the caller answers 404)."""
-    if not raw.isascii() or not raw.isdigit():
-        return None
-    number = int(raw)
-    return number if 1 <= number <= MAX_ID else None
+# Ids in URLs: digits only, and short enough for a BIGINT, so the router answers 404 for
+# anything else before int() or the database can fail on it.
+ID_PATTERN = r"[0-9]{1,18}"
 
 
 class CappedPagination(LimitOffsetPagination):
@@ -183,21 +177,7 @@ class BacktestRunSerializer(serializers.ModelSerializer):  # type: ignore[type-a
 class BacktestTradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = BacktestTrade
-        fields = [
-            "id",
-            "direction",
-            "entry_time",
-            "exit_time",
-            "entry_price",
-            "exit_price",
-            "quantity",
-            "pnl",
-            "pnl_pct",
-            "fees",
-            "duration_seconds",
-            "exit_reason",
-            "is_open",
-        ]
+        fields = ["id", *selectors.TRADE_EXPORT_COLUMNS]
         read_only_fields = fields
 
 
@@ -284,6 +264,7 @@ class BacktestRunViewSet(
     viewsets.GenericViewSet,  # type: ignore[type-arg]
 ):
     queryset = BacktestRun.objects.none()  # for the schema; requests use get_queryset
+    lookup_value_regex = ID_PATTERN
     serializer_class = BacktestRunSerializer
     pagination_class = CappedPagination
     filterset_class = BacktestRunFilter
@@ -295,12 +276,7 @@ class BacktestRunViewSet(
         return selectors.backtest_list(user=_user(self.request))
 
     def get_object(self) -> BacktestRun:
-        run_id = _object_id(self.kwargs["pk"])
-        run = (
-            None
-            if run_id is None
-            else selectors.backtest_get(user=_user(self.request), run_id=run_id)
-        )
+        run = selectors.backtest_get(user=_user(self.request), run_id=int(self.kwargs["pk"]))
         if run is None:
             raise NotFound("No such backtest run.")
         return run
@@ -451,6 +427,7 @@ class SweepViewSet(
     viewsets.GenericViewSet,  # type: ignore[type-arg]
 ):
     queryset = Sweep.objects.none()  # for the schema; requests use get_queryset
+    lookup_value_regex = ID_PATTERN
     serializer_class = SweepSerializer
     pagination_class = CappedPagination
     filter_backends: list[Any] = []
@@ -461,12 +438,7 @@ class SweepViewSet(
         return selectors.sweep_list(user=_user(self.request))
 
     def get_object(self) -> Sweep:
-        sweep_id = _object_id(self.kwargs["pk"])
-        sweep = (
-            None
-            if sweep_id is None
-            else selectors.sweep_get(user=_user(self.request), sweep_id=sweep_id)
-        )
+        sweep = selectors.sweep_get(user=_user(self.request), sweep_id=int(self.kwargs["pk"]))
         if sweep is None:
             raise NotFound("No such sweep.")
         return sweep

@@ -60,8 +60,14 @@ def _thin_index(length: int, max_points: int) -> np.ndarray:
 def lab_home(request: HttpRequest) -> HttpResponse:
     user = request.user
     strategies = []
+    # One min/max probe per series, however many strategies share it: each probe is two
+    # index lookups, cheaper than one grouped scan over every bar.
+    spans: dict[tuple[int, str], Any] = {}
     for strategy in strategy_list(user=user):  # type: ignore[arg-type]
-        span = candle_span(instrument_id=strategy.instrument_id, timeframe=strategy.timeframe)
+        series = (strategy.instrument_id, strategy.timeframe)
+        if series not in spans:
+            spans[series] = candle_span(instrument_id=series[0], timeframe=series[1])
+        span = spans[series]
         strategies.append(
             {
                 "id": strategy.pk,

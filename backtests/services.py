@@ -55,6 +55,7 @@ from backtests.progress import (
     sweep_computed_clear,
     sweep_group,
 )
+from backtests.selectors import TRADE_EXPORT_COLUMNS, trade_frame
 from persistence.candles import candle_count_at_least, candle_data_version, candles_load
 from persistence.events import copy_insert
 from persistence.hashing import canonical_json
@@ -150,12 +151,10 @@ class RunSettings:
             timeframe=self.timeframe,
         )
 
-    def hash_payload(self, *, data_version: str) -> dict[str, Any]:
-        """What goes into params_hash: the settings, the engine version, the data version."""
+    def _settings(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "parameters": self.parameters,
-            "instrument": self.symbol,
             "timeframe": self.timeframe,
             "start": self.start,
             "end": self.end,
@@ -166,26 +165,19 @@ class RunSettings:
             "allow_short": self.allow_short,
             "stop_loss_pct": self.stop_loss_pct,
             "take_profit_pct": self.take_profit_pct,
+        }
+
+    def hash_payload(self, *, data_version: str) -> dict[str, Any]:
+        """What goes into params_hash: the settings, the engine version, the data version."""
+        return {
+            **self._settings(),
+            "instrument": self.symbol,
             "engine_version": ENGINE_VERSION,
             "candle_data_version": data_version,
         }
 
     def model_fields(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "parameters": self.parameters,
-            "instrument_id": self.instrument_id,
-            "timeframe": self.timeframe,
-            "start": self.start,
-            "end": self.end,
-            "initial_capital": self.initial_capital,
-            "fee_rate": self.fee_rate,
-            "slippage_bps": self.slippage_bps,
-            "size_fraction": self.size_fraction,
-            "allow_short": self.allow_short,
-            "stop_loss_pct": self.stop_loss_pct,
-            "take_profit_pct": self.take_profit_pct,
-        }
+        return {**self._settings(), "instrument_id": self.instrument_id}
 
 
 def _decimal(value: Any, field: str, errors: dict[str, Any]) -> Decimal | None:
@@ -611,21 +603,8 @@ def equity_parquet(result: BacktestResult) -> bytes:
     return buffer.getvalue()
 
 
-TRADE_COLUMNS = (
-    "run_id",
-    "direction",
-    "entry_time",
-    "exit_time",
-    "entry_price",
-    "exit_price",
-    "quantity",
-    "pnl",
-    "pnl_pct",
-    "fees",
-    "duration_seconds",
-    "exit_reason",
-    "is_open",
-)
+# Insert order for stored trades: the run, then the columns every trade view shows.
+TRADE_COLUMNS = ("run_id", *TRADE_EXPORT_COLUMNS)
 
 
 def _nullable(values: list[Any], missing: np.ndarray) -> list[Any]:
@@ -928,8 +907,6 @@ def backtest_export_xlsx(*, run: BacktestRun) -> bytes:
     existing = artifact_for_hash(params_hash=run.params_hash, name=EXPORT_ARTIFACT)
     if existing is not None:
         return artifact_load(artifact=existing)
-    from backtests.selectors import trade_frame
-
     content = workbook_bytes(
         metrics=run.metrics,
         trades=trade_frame(run),

