@@ -56,8 +56,8 @@ from backtests.progress import (
     sweep_group,
 )
 from backtests.selectors import TRADE_EXPORT_COLUMNS, trade_frame
+from persistence.bulk import copy_insert
 from persistence.candles import candle_count_at_least, candle_data_version, candles_load
-from persistence.events import copy_insert
 from persistence.hashing import canonical_json
 from persistence.hashing import params_hash as hash_of
 from persistence.models import StorageFormat

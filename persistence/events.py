@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from hashlib import sha256
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
-from django.db.models import Model, OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
+from persistence.bulk import copy_insert_text, copy_text
 from persistence.models import Event, Snapshot
 
 GENESIS_HASH = "0" * 64
@@ -53,6 +55,9 @@ class NewEvent:
     # The stream's version before this event; the event itself gets expected_version + 1.
     expected_version: int
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The producer promises `data` is JSON-safe already (str, int, bool, None, dicts and
+    # lists of them: no Decimal, datetime or float), so it is encoded as it is.
+    json_ready: bool = False
 
 
 _PLAIN = (str, int, bool, type(None))
@@ -184,36 +189,66 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
-@transaction.atomic
-def events_append(
-    new_events: Sequence[NewEvent], *, created_at: datetime | None = None
-) -> list[Event]:
-    """Append events to the chain, checking each stream's expected version.
+def dumps_ready(data: Any) -> str:
+    """`_dumps` for JSON-safe data, several times faster: the bulk ingest's encoder.
 
-    Raises `StreamVersionConflict` and writes nothing when a stream has moved on. Events of
-    one stream in one batch carry consecutive expected versions.
+    orjson writes the same text as the standard library (sorted keys, no whitespace) for
+    everything JSON-safe data holds, except how strings are escaped: it leaves non-ASCII
+    as UTF-8. Any output with an escape or non-ASCII is therefore made again by the
+    standard library, so the result is always exactly `_dumps(data)`.
     """
-    if not new_events:
-        return []
+    try:
+        fast = orjson.dumps(data, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:  # e.g. an int beyond 64 bits
+        return _dumps(data)
+    if fast.isascii() and b"\\" not in fast:
+        return fast.decode("ascii")
+    return _dumps(data)
+
+
+# Datetimes and the like are not JSON-safe: pass them on, so that `_dumps` refuses them.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+# One chained row: (stream, version, type, data, data_json, metadata, metadata_json,
+# prev_hash, hash). `data` and `metadata` are JSON-safe.
+ChainedRow = tuple[str, int, str, Any, str, Any, str, str, str]
+
+
+def _chain_start(streams: Iterable[str]) -> tuple[dict[str, int], str]:
+    """Take the chain lock; return the streams' versions and the chain's head hash."""
     _lock_chain()
-    now = created_at or timezone.now()
-    current = stream_versions(e.stream for e in new_events)
-    prev_hash = chain_head()
-    # The canonical form is put together from the JSON of its parts: the same text
-    # `canonical_event` makes (its keys are in sorted order already), with each event's
-    # data encoded once for the hash and the row. Batches share their metadata objects.
+    return stream_versions(streams), chain_head()
+
+
+def _chained(
+    new_events: Iterable[NewEvent], now: datetime, current: dict[str, int], prev_hash: str
+) -> Iterator[ChainedRow]:
+    """Check each event's expected version and hash it onto the chain, in order.
+
+    The canonical form is put together from the JSON of its parts: the same text
+    `canonical_event` makes (its keys are in sorted order already), with each event's data
+    encoded once for the hash and the row. Batches share their metadata objects.
+    """
     stamp = _dumps(format_timestamp(now))
     metadata_json: dict[int, tuple[Any, Any, str]] = {}
-    rows: list[Event] = []
-    encoded: list[tuple[str, str]] = []
     for new in new_events:
-        actual = current[new.stream]
+        actual = current.get(new.stream)
+        if actual is None:
+            raise ValueError(f"stream {new.stream!r} was not named when the append began")
         if new.expected_version != actual:
             raise StreamVersionConflict(new.stream, new.expected_version, actual)
         version = actual + 1
         current[new.stream] = version
-        data = json_safe(new.data)
-        data_json = _dumps(data)
+        if new.json_ready:
+            data, data_json = new.data, dumps_ready(new.data)
+        else:
+            data = json_safe(new.data)
+            data_json = _dumps(data)
         cached = metadata_json.get(id(new.metadata))
         if cached is None or cached[0] is not new.metadata:
             metadata = json_safe(new.metadata)
@@ -225,52 +260,84 @@ def events_append(
             f'"stream":{_dumps(new.stream)},"type":{_dumps(new.type)},"version":{version}}}'
         )
         digest = sha256((prev_hash + canonical).encode("ascii")).hexdigest()
-        rows.append(
-            Event(
-                stream=new.stream,
-                version=version,
-                type=new.type,
-                data=data,
-                metadata=metadata,
-                prev_hash=prev_hash,
-                hash=digest,
-                created_at=now,
-            )
+        yield (
+            new.stream,
+            version,
+            new.type,
+            data,
+            data_json,
+            metadata,
+            meta_json,
+            prev_hash,
+            digest,
         )
-        encoded.append((data_json, meta_json))
         prev_hash = digest
-    if len(rows) >= COPY_THRESHOLD and connection.vendor == "postgresql":
-        copy_insert(
-            Event,
-            ["stream", "version", "type", "data", "metadata", "prev_hash", "hash", "created_at"],
-            (
-                (e.stream, e.version, e.type, data_json, meta_json, e.prev_hash, e.hash, now)
-                for e, (data_json, meta_json) in zip(rows, encoded, strict=True)
-            ),
-        )
-        return rows  # without seq: bulk callers do not need it
+
+
+def _event(row: ChainedRow, now: datetime) -> Event:
+    stream, version, type_, data, _, metadata, _, prev_hash, digest = row
+    return Event(
+        stream=stream,
+        version=version,
+        type=type_,
+        data=data,
+        metadata=metadata,
+        prev_hash=prev_hash,
+        hash=digest,
+        created_at=now,
+    )
+
+
+@transaction.atomic
+def events_append(
+    new_events: Sequence[NewEvent], *, created_at: datetime | None = None
+) -> list[Event]:
+    """Append events to the chain, checking each stream's expected version; return them saved.
+
+    Raises `StreamVersionConflict` and writes nothing when a stream has moved on. Events of
+    one stream in one batch carry consecutive expected versions.
+    """
+    if not new_events:
+        return []
+    now = created_at or timezone.now()
+    current, head = _chain_start(e.stream for e in new_events)
+    rows = [_event(row, now) for row in _chained(new_events, now, current, head)]
     return Event.objects.bulk_create(rows, batch_size=2000)
 
 
-# Below this many rows, INSERT is as fast and returns primary keys.
-COPY_THRESHOLD = 200
+EVENT_COLUMNS = ["stream", "version", "type", "data", "metadata", "prev_hash", "hash", "created_at"]
 
 
-def copy_insert(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Insert rows with PostgreSQL's COPY, many times faster than INSERT for bulk ingest.
+@transaction.atomic
+def events_ingest(
+    new_events: Iterable[NewEvent], *, streams: Iterable[str], created_at: datetime
+) -> list[str]:
+    """`events_append` for machine-speed ingest: returns only the events' hashes, in order.
 
-    Rows go in in order, so serial primary keys follow the order of `rows`.
+    `new_events` may be a lazy iterable, consumed once; `streams` names every stream its
+    events may touch. On PostgreSQL the events are hashed while COPY streams them, so the
+    server stores one part while the next is being made; no model instance is made per
+    event. An exception raised while consuming `new_events` aborts the whole append.
     """
-    table = connection.ops.quote_name(model._meta.db_table)
-    names = ", ".join(
-        connection.ops.quote_name(model._meta.get_field(c).column)  # type: ignore[union-attr,arg-type]
-        for c in columns
-    )
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        raw = cursor.cursor  # the psycopg cursor: Django's wrapper has no COPY
-        with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    current, head = _chain_start(streams)
+    rows = _chained(new_events, created_at, current, head)
+    if connection.vendor != "postgresql":
+        saved = [_event(row, created_at) for row in rows]
+        Event.objects.bulk_create(saved, batch_size=2000)
+        return [event.hash for event in saved]
+    hashes: list[str] = []
+    stamp = created_at.isoformat()
+
+    def lines() -> Iterator[str]:
+        for stream, version, type_, _, data_json, _, meta_json, prev_hash, digest in rows:
+            hashes.append(digest)
+            yield (
+                f"{copy_text(stream)}\t{version}\t{copy_text(type_)}\t{copy_text(data_json)}\t"
+                f"{copy_text(meta_json)}\t{prev_hash}\t{digest}\t{stamp}\n"
+            )
+
+    copy_insert_text(Event, EVENT_COLUMNS, lines())
+    return hashes
 
 
 def event_append(

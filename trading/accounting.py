@@ -24,11 +24,11 @@ Decimals as strings so that events carry them without loss.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from functools import lru_cache
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -69,9 +69,19 @@ def _places(value: Decimal) -> int:
     return max(0, -exponent)
 
 
+_EXACT = Context(prec=PRECISION, rounding=ROUND_HALF_EVEN)
+
+
 def _round(value: Decimal, scale: Decimal) -> Decimal:
-    with localcontext(prec=PRECISION):
-        return value.quantize(scale, rounding=ROUND_HALF_EVEN)
+    return value.quantize(scale, context=_EXACT)
+
+
+@lru_cache(maxsize=4096)
+def iso_timestamp(ts: datetime) -> str:
+    """An aware datetime as UTC ISO-8601. Remembered: a life's opening time goes into
+    the event of every fill of that life. (Equal instants in other zones share the entry,
+    which is why the text is always UTC.)"""
+    return ts.astimezone(UTC).isoformat()
 
 
 @dataclass
@@ -126,19 +136,31 @@ class PositionState:
                 Decimal("0.00000001"), rounding=ROUND_HALF_EVEN
             )
 
+    def copy(self) -> PositionState:
+        # Once per fill in a bulk ingest: faster than copy.copy, and as shallow.
+        clone = object.__new__(PositionState)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
     def to_json(self) -> dict[str, Any]:
-        # Runs once per fill in a bulk ingest: a fixed field list and exact type checks.
-        out: dict[str, Any] = {}
-        for name in _STATE_FIELDS:
-            value = getattr(self, name)
-            kind = type(value)
-            if kind is Decimal:
-                out[name] = str(value)
-            elif kind is datetime or isinstance(value, datetime):
-                out[name] = value.isoformat()
-            else:
-                out[name] = value
-        return out
+        """JSON-safe: Decimals and datetimes as strings. Runs once per fill in a bulk ingest."""
+        opened, closed = self.opened_at, self.closed_at
+        return {  # every field, as from_json reads them (a test holds the two together)
+            "life": self.life,
+            "quantity": str(self.quantity),
+            "cost_basis": str(self.cost_basis),
+            "avg_entry_price": str(self.avg_entry_price),
+            "realized_pnl": str(self.realized_pnl),
+            "fees_paid": str(self.fees_paid),
+            "opened_at": iso_timestamp(opened) if opened is not None else None,
+            "closed_at": iso_timestamp(closed) if closed is not None else None,
+            "entry_quantity": str(self.entry_quantity),
+            "entry_notional": str(self.entry_notional),
+            "exit_quantity": str(self.exit_quantity),
+            "exit_notional": str(self.exit_notional),
+            "exit_reason": self.exit_reason,
+            "fills": self.fills,
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> PositionState:
@@ -154,9 +176,6 @@ class PositionState:
             else:
                 kwargs[f.name] = Decimal(value) if value is not None else ZERO
         return cls(**kwargs)
-
-
-_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(PositionState))
 
 
 @dataclass(frozen=True)
@@ -184,7 +203,7 @@ def apply_fill(
         raise AccountingError("quantity and price must be positive, fee non-negative")
     signed = quantity if side == "buy" else -quantity
     with localcontext(prec=PRECISION):
-        current = copy.copy(state)
+        current = state.copy()
         if not current.is_open:
             current = PositionState(life=state.life + 1, opened_at=ts)
         if current.quantity == 0 or (current.quantity > 0) == (signed > 0):

@@ -126,7 +126,14 @@ class OrderAdmin(LedgerAdminMixin, AuditedModelAdmin):
     search_fields = ("client_order_id", "owner__username", "instrument__symbol")
     date_hierarchy = "created_at"
     list_select_related = ("owner", "instrument", "strategy")
-    readonly_fields = ("filled_quantity", "avg_fill_price", "remaining", "created_at", "updated_at")
+    readonly_fields = (
+        "filled_quantity",
+        "filled_notional",
+        "avg_fill_price",
+        "remaining",
+        "created_at",
+        "updated_at",
+    )
 
     actions = ["cancel_orders", "reject_orders"]
 

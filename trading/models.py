@@ -169,6 +169,9 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     client_order_id = models.CharField(max_length=64)
     filled_quantity = models.DecimalField(**QTY, default=0)
+    filled_notional = models.DecimalField(
+        **MONEY, default=0, help_text="Exact sum of quantity x price over the order's fills"
+    )
     avg_fill_price = models.DecimalField(**PRICE, null=True, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -26,6 +26,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 
+from persistence.bulk import bulk_update_rows
 from trading.accounting import PRECISION
 from trading.models import Trade, TradeRollup, TradeStatus, TradeStreakRollup
 
@@ -308,7 +309,7 @@ def _record_series(by_series: dict[SeriesKey, list[_Closed]]) -> None:
         _bucket_to_row(bucket, row)
     for key in stale:
         _bucket_to_row(_series_recomputed(key), rows[key])
-    TradeRollup.objects.bulk_update(
+    bulk_update_rows(
         [rows[k] for k in keys],
         [*STREAK_FIELDS, "wins", "losses", *MONEY_FIELDS, "best", "worst", *ORDER_FIELDS],
     )
@@ -376,7 +377,7 @@ def _record_owners(by_owner: dict[OwnerKey, list[_Closed]]) -> None:
             for trade in trades:
                 _bucket_add(bucket, trade)
         _bucket_to_row(bucket, row)
-    TradeStreakRollup.objects.bulk_update([rows[k] for k in keys], [*STREAK_FIELDS, *ORDER_FIELDS])
+    bulk_update_rows([rows[k] for k in keys], [*STREAK_FIELDS, *ORDER_FIELDS])
 
 
 @transaction.atomic

@@ -12,11 +12,11 @@ corrected by the next fill (and `rebuild_positions` shows and repairs drift).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -24,12 +24,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from persistence.bulk import COPY_THRESHOLD, bulk_update_rows, copy_insert_text, copy_text
 from persistence.events import (
-    COPY_THRESHOLD,
     NewEvent,
     StreamVersionConflict,
-    copy_insert,
     events_append,
+    events_ingest,
     latest_events,
     lock_streams,
     snapshot_latest,
@@ -38,7 +38,14 @@ from persistence.events import (
 )
 from persistence.models import Event, Snapshot
 from strategies.models import Strategy
-from trading.accounting import PRECISION, PositionState, Scales, apply_fill, average_price
+from trading.accounting import (
+    PRECISION,
+    PositionState,
+    Scales,
+    apply_fill,
+    average_price,
+    iso_timestamp,
+)
 from trading.models import (
     ExitReason,
     Fill,
@@ -60,7 +67,6 @@ ORDER_SUBMITTED = "OrderSubmitted"
 ORDER_ACCEPTED = "OrderAccepted"
 ORDER_REJECTED = "OrderRejected"
 ORDER_CANCELLED = "OrderCancelled"
-ORDER_FILLED = "OrderFilled"
 FILL_RECORDED = "FillRecorded"
 
 FILLABLE = (OrderStatus.NEW, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
@@ -382,9 +388,15 @@ class FillInput:
     fee: Decimal = Decimal(0)
 
 
+class RecordedFill(NamedTuple):
+    pk: int
+    order_id: int
+    venue_trade_id: str
+
+
 @dataclass
 class FillsResult:
-    recorded: list[Fill] = field(default_factory=list)
+    recorded: list[RecordedFill] = field(default_factory=list)
     # Venue trade ids that were already in the ledger (or twice in the batch): not counted.
     duplicates: list[str] = field(default_factory=list)
 
@@ -429,9 +441,8 @@ def fill_record(
         source=source,
         audit=True,
     )
-    if result.recorded:
-        return result.recorded[0], True
-    return Fill.objects.get(owner_id=order.owner_id, venue_trade_id=venue_trade_id), False
+    created = bool(result.recorded)
+    return Fill.objects.get(owner_id=order.owner_id, venue_trade_id=venue_trade_id), created
 
 
 def fills_record(
@@ -467,10 +478,19 @@ class _DuplicateRace(Exception):
 @dataclass
 class _OrderBook:
     order: Order
-    version: int
+    instrument: Instrument
     filled_notional: Decimal
-    scales: Scales
+    exit_hint: str
     changed: bool = False
+
+    @classmethod
+    def of(cls, order: Order) -> _OrderBook:
+        return cls(
+            order=order,
+            instrument=order.instrument,
+            filled_notional=order.filled_notional,
+            exit_hint=_exit_reason_hint(order),
+        )
 
 
 @dataclass
@@ -482,11 +502,11 @@ class _PositionBook:
     strategy_id: int | None
     instrument: Instrument
     scales: Scales
+    # The rows and trades of lives that exist already (at most the open one), by life.
     rows: dict[int, Position] = field(default_factory=dict)
     trades: dict[int, Trade] = field(default_factory=dict)
-    new_lives: list[int] = field(default_factory=list)
-    touched_lives: set[int] = field(default_factory=set)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    # The newest state of every life this batch touched, by life: projected once, at the end.
+    touched: dict[int, PositionState] = field(default_factory=dict)
 
 
 @transaction.atomic
@@ -513,11 +533,7 @@ def _fills_record_atomic(
             raise ValidationError({"order": "no such order for this owner"})
         raise FillsInvalid(dict.fromkeys(missing, "no such order for this owner"))
 
-    known = set(
-        Fill.objects.filter(
-            owner=owner, venue_trade_id__in={f.venue_trade_id for f in fills}
-        ).values_list("venue_trade_id", flat=True)
-    )
+    known = _known_venue_trade_ids(owner, [f.venue_trade_id for f in fills])
     fresh: list[tuple[int, FillInput]] = []
     for index, fill in enumerate(fills):
         if fill.venue_trade_id in known:
@@ -535,32 +551,22 @@ def _fills_record_atomic(
         for o in orders.values()
     }
     lock_streams(streams.values())
-    latest = latest_events([*streams.values(), *(order_stream(pk) for pk in orders)])
-    order_books = {pk: _order_book(o, latest.get(order_stream(pk))) for pk, o in orders.items()}
-    positions = _position_books(owner=owner, orders=orders, streams=streams, latest=latest)
+    order_books = {pk: _OrderBook.of(o) for pk, o in orders.items()}
+    positions = _position_books(
+        owner=owner, orders=orders, streams=streams, latest=latest_events(streams.values())
+    )
 
     conflicts: dict[str, str] = {}
     invalid: dict[str, str] = {}
-    fill_rows: list[Fill] = []
-    order_after: list[dict[str, Any]] = []
-    for index, fill in fresh:
-        book = order_books[fill.order_id]
-        conflict, problem = _fill_error(book, fill)
-        if conflict or problem:
-            (conflicts if conflict else invalid)[str(index)] = conflict or problem
-            continue
-        fill_rows.append(
-            Fill(
-                order_id=fill.order_id,
-                owner=owner,
-                venue_trade_id=fill.venue_trade_id,
-                quantity=fill.quantity,
-                price=fill.price,
-                fee=fill.fee,
-                ts=fill.ts,
-            )
-        )
-        order_after.append(_order_apply(book, fill))
+    accepted: list[tuple[FillInput, dict[str, str]]] = []
+    with localcontext(prec=PRECISION):
+        for index, fill in fresh:
+            book = order_books[fill.order_id]
+            conflict, problem = _fill_error(book.order, book.instrument, fill)
+            if conflict or problem:
+                (conflicts if conflict else invalid)[str(index)] = conflict or problem
+                continue
+            accepted.append((fill, _order_apply(book, fill)))
     if invalid:
         if len(fills) == 1:
             raise ValidationError({"fill": next(iter(invalid.values()))})
@@ -573,54 +579,62 @@ def _fills_record_atomic(
             **({"status": order_books[fills[0].order_id].order.status} if single else {}),
         )
 
+    now = timezone.now()
     try:
         with transaction.atomic():
-            if audit:
-                for row in fill_rows:
-                    row.save(force_insert=True)
-            else:
-                _fills_insert(fill_rows)
+            fill_ids = _fills_insert(owner, [fill for fill, _ in accepted], now=now, audit=audit)
     except IntegrityError as exc:
         # A concurrent request recorded one of these venue trade ids for another order.
         raise _DuplicateRace from exc
 
-    events: list[NewEvent] = []
     meta = _metadata(actor, source)
-    order_versions = {pk: b.version for pk, b in order_books.items()}
-    for row, after in zip(fill_rows, order_after, strict=True):
-        order = orders[row.order_id]
-        events.append(
-            NewEvent(
-                order_stream(order.pk),
-                ORDER_FILLED,
-                {
-                    "fill_id": row.pk,
-                    "venue_trade_id": row.venue_trade_id,
-                    "quantity": row.quantity,
-                    "price": row.price,
-                    "fee": row.fee,
-                    "ts": row.ts,
-                    **after,
-                },
-                expected_version=order_versions[order.pk],
+    events: list[NewEvent] = []
+
+    def fill_events() -> Iterator[NewEvent]:
+        # Consumed while COPY streams the events: each fill is applied to its position
+        # as the server stores the events before it.
+        for fill_id, (fill, order_after) in zip(fill_ids, accepted, strict=True):
+            event = _position_apply(
+                positions[streams[fill.order_id]],
+                order=order_books[fill.order_id],
+                order_after=order_after,
+                fill=fill,
+                fill_id=fill_id,
                 metadata=meta,
             )
-        )
-        order_versions[order.pk] += 1
-        pbook = positions[streams[order.pk]]
-        events.append(_position_apply(pbook, order=order, fill=row, metadata=meta))
+            events.append(event)
+            yield event
 
+    with localcontext(prec=PRECISION):
+        hashes = events_ingest(fill_events(), streams=positions.keys(), created_at=now)
     _write_projections(order_books, positions, audit=audit)
     trades_closed_record(
-        book.trades[life]
+        trade
         for book in positions.values()
-        for life in book.touched_lives
-        if book.trades[life].status == Trade.Status.CLOSED
+        for trade in book.trades.values()
+        if trade.status == Trade.Status.CLOSED
     )
-    appended = events_append(events)
-    _snapshot_due(positions, appended)
-    result.recorded = fill_rows
+    _snapshot_due(positions, events, hashes, now)
+    result.recorded = [
+        RecordedFill(pk=pk, order_id=fill.order_id, venue_trade_id=fill.venue_trade_id)
+        for pk, (fill, _) in zip(fill_ids, accepted, strict=True)
+    ]
     return result
+
+
+def _known_venue_trade_ids(owner: User, venue_trade_ids: list[str]) -> set[str]:
+    """Those of these venue trade ids the owner's fills have already."""
+    if connection.vendor != "postgresql":
+        known = Fill.objects.filter(owner=owner, venue_trade_id__in=venue_trade_ids)
+        return set(known.values_list("venue_trade_id", flat=True))
+    # One array parameter instead of an IN list of thousands of placeholders.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT venue_trade_id FROM trading_fill WHERE owner_id = %s "
+            "AND venue_trade_id = ANY(%s)",
+            [owner.pk, venue_trade_ids],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def fill_validate(
@@ -630,75 +644,79 @@ def fill_validate(
     probe = FillInput(
         order_id=order.pk, venue_trade_id="", quantity=quantity, price=price, ts=ts, fee=fee
     )
-    conflict, problem = _fill_error(
-        _OrderBook(
-            order=order,
-            version=0,
-            filled_notional=Decimal(0),
-            scales=Scales(notional=Decimal(1), average=Decimal(1)),
-        ),
-        probe,
-    )
-    if problem:
-        raise ValidationError(problem)
-    if conflict:
-        raise ValidationError(conflict)
+    with localcontext(prec=PRECISION):
+        conflict, problem = _fill_error(order, order.instrument, probe)
+    if problem or conflict:
+        raise ValidationError(problem or conflict)
 
 
-def _fills_insert(rows: list[Fill]) -> None:
-    if len(rows) < COPY_THRESHOLD or connection.vendor != "postgresql":
-        Fill.objects.bulk_create(rows, batch_size=2000)
-        return
+FILL_COLUMNS = [
+    "id",
+    "order",
+    "owner",
+    "venue_trade_id",
+    "quantity",
+    "price",
+    "fee",
+    "ts",
+    "created_at",
+]
+
+
+def _fills_insert(owner: User, fills: list[FillInput], *, now: datetime, audit: bool) -> list[int]:
+    """Insert the fills; return their ids in order."""
+    if audit or len(fills) < COPY_THRESHOLD or connection.vendor != "postgresql":
+        rows = [
+            Fill(
+                order_id=f.order_id,
+                owner=owner,
+                venue_trade_id=f.venue_trade_id,
+                quantity=f.quantity,
+                price=f.price,
+                fee=f.fee,
+                ts=f.ts,
+            )
+            for f in fills
+        ]
+        if audit:
+            for row in rows:
+                row.save(force_insert=True)
+        else:
+            Fill.objects.bulk_create(rows, batch_size=2000)
+        return [row.pk for row in rows]
     # COPY returns no ids, so take them from the sequence first: events name their fill.
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('trading_fill', 'id')) "
-            "FROM generate_series(1, %s)",
-            [len(rows)],
+            "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass) "
+            "AS s(seq), generate_series(1, %s)",
+            [Fill._meta.db_table, len(fills)],
         )
         ids = [row[0] for row in cursor.fetchall()]
-    now = timezone.now()
-    for row, pk in zip(rows, ids, strict=True):
-        row.pk = pk
-        row.created_at = now
-    copy_insert(
+    owner_id, stamp = owner.pk, now.isoformat()
+    copy_insert_text(
         Fill,
-        ["id", "order", "owner", "venue_trade_id", "quantity", "price", "fee", "ts", "created_at"],
+        FILL_COLUMNS,
         (
-            (r.pk, r.order_id, r.owner_id, r.venue_trade_id, r.quantity, r.price, r.fee, r.ts, now)
-            for r in rows
+            f"{pk}\t{f.order_id}\t{owner_id}\t{copy_text(f.venue_trade_id)}\t{f.quantity}\t"
+            f"{f.price}\t{f.fee}\t{iso_timestamp(f.ts)}\t{stamp}\n"
+            for pk, f in zip(ids, fills, strict=True)
         ),
     )
+    return ids
 
 
-def _order_book(order: Order, latest: Event | None) -> _OrderBook:
-    notional = Decimal(0)
-    version = 0
-    if latest is not None:
-        version = latest.version
-        # The exact filled notional lives in the newest fill event; the row only has the
-        # rounded average.
-        if latest.type == ORDER_FILLED:
-            notional = Decimal(latest.data["filled_notional"])
-    return _OrderBook(
-        order=order,
-        version=version,
-        filled_notional=notional,
-        scales=instrument_scales(order.instrument),
-    )
+def _fill_error(order: Order, instrument: Instrument, fill: FillInput) -> tuple[str, str]:
+    """(conflict, invalid): what the order's state forbids, and what is malformed.
 
-
-def _fill_error(book: _OrderBook, fill: FillInput) -> tuple[str, str]:
-    """(conflict, invalid): what the order's state forbids, and what is malformed."""
-    order = book.order
-    instrument = order.instrument
+    Runs in a decimal context of `PRECISION` digits, set once by the caller.
+    """
     if fill.quantity <= 0:
         return "", "quantity must be positive"
-    if not _on_grid(fill.quantity, instrument.quantity_step):
+    if fill.quantity % instrument.quantity_step:
         return "", f"quantity must be a multiple of the quantity step {instrument.quantity_step}"
     if fill.price <= 0:
         return "", "price must be positive"
-    if not _on_grid(fill.price, instrument.price_tick):
+    if fill.price % instrument.price_tick:
         return "", f"price must be a multiple of the price tick {instrument.price_tick}"
     if fill.fee < 0:
         return "", "fee must not be negative"
@@ -715,13 +733,14 @@ def _fill_error(book: _OrderBook, fill: FillInput) -> tuple[str, str]:
     return "", ""
 
 
-def _order_apply(book: _OrderBook, fill: FillInput) -> dict[str, Any]:
+def _order_apply(book: _OrderBook, fill: FillInput) -> dict[str, str]:
+    """Add the fill to its order; return the order's state after it, for the fill's event.
+
+    The average fill price is worked out once per order, when the projection is written.
+    """
     order = book.order
     order.filled_quantity += fill.quantity
     book.filled_notional += fill.quantity * fill.price
-    order.avg_fill_price = average_price(
-        notional=book.filled_notional, quantity=order.filled_quantity, scales=book.scales
-    )
     order.status = (
         OrderStatus.FILLED
         if order.filled_quantity == order.quantity
@@ -729,10 +748,9 @@ def _order_apply(book: _OrderBook, fill: FillInput) -> dict[str, Any]:
     )
     book.changed = True
     return {
-        "filled_quantity": order.filled_quantity,
-        "filled_notional": book.filled_notional,
-        "avg_fill_price": order.avg_fill_price,
-        "status": order.status,
+        "filled_quantity": str(order.filled_quantity),
+        "filled_notional": str(book.filled_notional),
+        "status": str(order.status),
     }
 
 
@@ -802,12 +820,25 @@ def _exit_reason_hint(order: Order) -> str:
 
 
 def _position_apply(
-    book: _PositionBook, *, order: Order, fill: Fill, metadata: dict[str, Any]
+    book: _PositionBook,
+    *,
+    order: _OrderBook,
+    order_after: dict[str, str],
+    fill: FillInput,
+    fill_id: int,
+    metadata: dict[str, Any],
 ) -> NewEvent:
-    exit_hint = _exit_reason_hint(order)
+    """Apply one fill to its position; return its `FillRecorded` event, JSON-safe already.
+
+    The one event of a fill lives in the position's stream and records everything the fill
+    changed: the fill itself, its order's state after it, the position life it closed (if
+    any) and the position's current life.
+    """
+    exit_hint = order.exit_hint
+    side = order.order.side
     applied = apply_fill(
         book.state,
-        side=order.side,
+        side=side,
         quantity=fill.quantity,
         price=fill.price,
         fee=fill.fee,
@@ -815,50 +846,44 @@ def _position_apply(
         scales=book.scales,
         exit_reason=exit_hint,
     )
-    for life_state in (applied.closed, applied.current):
-        if life_state is None:
-            continue
-        if life_state.life not in book.rows:
-            assert life_state.opened_at is not None
-            book.rows[life_state.life] = Position(
-                owner_id=book.owner_id,
-                strategy_id=book.strategy_id,
-                instrument=book.instrument,
-                opened_at=life_state.opened_at,
-            )
-            book.trades[life_state.life] = Trade(
-                owner_id=book.owner_id,
-                strategy_id=book.strategy_id,
-                instrument=book.instrument,
-                entry_time=life_state.opened_at,
-            )
-            book.new_lives.append(life_state.life)
-        _project(book.rows[life_state.life], book.trades[life_state.life], life_state, book)
-        book.touched_lives.add(life_state.life)
-    book.state = applied.current
+    closed, current = applied.closed, applied.current
+    if closed is not None:
+        book.touched[closed.life] = closed
+    book.touched[current.life] = current
+    book.state = current
     expected = book.version
     book.version += 1
     data = {
-        "fill_id": fill.pk,
-        "order_id": order.pk,
+        "fill_id": fill_id,
+        "order_id": fill.order_id,
         "venue_trade_id": fill.venue_trade_id,
         "owner_id": book.owner_id,
         "strategy_id": book.strategy_id,
         "instrument_id": book.instrument.pk,
-        "side": order.side,
-        "quantity": fill.quantity,
-        "price": fill.price,
-        "fee": fill.fee,
-        "ts": fill.ts,
-        "exit_reason": exit_hint,
-        "realized_pnl": applied.realized_pnl,
-        "position": applied.current.to_json(),
-        "closed": applied.closed.to_json() if applied.closed is not None else None,
+        "side": str(side),
+        "quantity": str(fill.quantity),
+        "price": str(fill.price),
+        "fee": str(fill.fee),
+        "ts": iso_timestamp(fill.ts),
+        "exit_reason": str(exit_hint),
+        "realized_pnl": str(applied.realized_pnl),
+        "order": order_after,
+        "position": current.to_json(),
+        # A fill that flattens the position closes the current life: `position` shows it.
+        # One that reverses it closes a life and opens the next: `closed` holds the first.
+        "closed": closed.to_json() if closed is not None and closed is not current else None,
     }
-    return NewEvent(book.stream, FILL_RECORDED, data, expected_version=expected, metadata=metadata)
+    return NewEvent(
+        book.stream,
+        FILL_RECORDED,
+        data,
+        expected_version=expected,
+        metadata=metadata,
+        json_ready=True,
+    )
 
 
-def _project(row: Position, trade: Trade, state: PositionState, book: _PositionBook) -> None:
+def _project(row: Position, trade: Trade, state: PositionState, scales: Scales) -> None:
     row.quantity = state.quantity
     row.avg_entry_price = state.avg_entry_price
     row.realized_pnl = state.realized_pnl
@@ -867,8 +892,8 @@ def _project(row: Position, trade: Trade, state: PositionState, book: _PositionB
     row.status = state.status
     trade.direction = state.direction
     trade.quantity = abs(state.entry_quantity)
-    trade.entry_price = state.entry_price(book.scales)
-    trade.exit_price = state.exit_price(book.scales)
+    trade.entry_price = state.entry_price(scales)
+    trade.exit_price = state.exit_price(scales)
     trade.exit_time = state.closed_at
     trade.pnl = state.realized_pnl
     trade.pnl_pct = state.pnl_pct()
@@ -890,72 +915,105 @@ TRADE_FIELDS = [
     "exit_reason",
     "status",
 ]
-ORDER_FIELDS = ["filled_quantity", "avg_fill_price", "status"]
+ORDER_FIELDS = ["filled_quantity", "filled_notional", "avg_fill_price", "status"]
 
 
 def _write_projections(
     order_books: dict[int, _OrderBook], positions: dict[str, _PositionBook], *, audit: bool
 ) -> None:
-    orders = [b.order for b in order_books.values() if b.changed]
-    updated_rows: list[Position] = []
-    updated_trades: list[Trade] = []
-    new_rows: list[tuple[Position, Trade]] = []
-    for book in positions.values():
-        for life in sorted(book.touched_lives):
-            if life in book.new_lives:
-                new_rows.append((book.rows[life], book.trades[life]))
+    """Write the orders, positions and trades the batch changed, each row once.
+
+    Lives are written in order, so the life a fill closed is closed before the next one
+    opens: one open row per position at a time.
+    """
+    orders = []
+    for book in order_books.values():
+        if book.changed:
+            order = book.order
+            order.filled_notional = book.filled_notional
+            order.avg_fill_price = average_price(
+                notional=book.filled_notional,
+                quantity=order.filled_quantity,
+                scales=instrument_scales(order.instrument),
+            )
+            orders.append(order)
+    updated: list[tuple[Position, Trade]] = []
+    created: list[tuple[Position, Trade]] = []
+    for pbook in positions.values():
+        for life, state in sorted(pbook.touched.items()):
+            if life in pbook.rows:
+                row, trade = pbook.rows[life], pbook.trades[life]
+                updated.append((row, trade))
             else:
-                updated_rows.append(book.rows[life])
-                updated_trades.append(book.trades[life])
+                assert state.opened_at is not None
+                row = Position(
+                    owner_id=pbook.owner_id,
+                    strategy_id=pbook.strategy_id,
+                    instrument=pbook.instrument,
+                    opened_at=state.opened_at,
+                )
+                trade = Trade(
+                    owner_id=pbook.owner_id,
+                    strategy_id=pbook.strategy_id,
+                    instrument=pbook.instrument,
+                    entry_time=state.opened_at,
+                )
+                pbook.rows[life], pbook.trades[life] = row, trade
+                created.append((row, trade))
+            _project(row, trade, state, pbook.scales)
     if audit:
         for order in orders:
             order.save(update_fields=[*ORDER_FIELDS, "updated_at"])
-        # Close the old life before opening the next: one open row per position at a time.
-        for row in updated_rows:
+        for row, trade in updated:
             row.save(update_fields=[*POSITION_FIELDS, "status", "updated_at"])
-        for trade in updated_trades:
             trade.save(update_fields=[*TRADE_FIELDS, "updated_at"])
-        for row, trade in new_rows:
+        for row, trade in created:
             row.save(force_insert=True)
             trade.position = row
             trade.save(force_insert=True)
         return
-    if orders:
-        Order.objects.bulk_update(orders, ORDER_FIELDS, batch_size=1000)
-    if updated_rows:
-        Position.objects.bulk_update(updated_rows, [*POSITION_FIELDS, "status"], batch_size=1000)
-    if updated_trades:
-        Trade.objects.bulk_update(updated_trades, TRADE_FIELDS, batch_size=1000)
-    if new_rows:
+    now = timezone.now()
+    for obj in (*orders, *(part for pair in updated for part in pair)):
+        obj.updated_at = now  # what save() would do for auto_now
+    bulk_update_rows(orders, [*ORDER_FIELDS, "updated_at"])
+    bulk_update_rows([row for row, _ in updated], [*POSITION_FIELDS, "status", "updated_at"])
+    bulk_update_rows([trade for _, trade in updated], [*TRADE_FIELDS, "updated_at"])
+    if created:
         # Closed lives first, so the row left open is inserted after any row it replaces.
-        new_rows.sort(key=lambda pair: pair[0].status != Position.Status.CLOSED)
-        Position.objects.bulk_create([row for row, _ in new_rows], batch_size=1000)
-        for row, trade in new_rows:
+        created.sort(key=lambda pair: pair[0].status != Position.Status.CLOSED)
+        Position.objects.bulk_create([row for row, _ in created], batch_size=1000)
+        for row, trade in created:
             trade.position = row
-        Trade.objects.bulk_create([trade for _, trade in new_rows], batch_size=1000)
+        Trade.objects.bulk_create([trade for _, trade in created], batch_size=1000)
 
 
-def _snapshot_due(positions: dict[str, _PositionBook], appended: Sequence[Event]) -> None:
+def _snapshot_due(
+    positions: dict[str, _PositionBook],
+    events: Sequence[NewEvent],
+    hashes: Sequence[str],
+    now: datetime,
+) -> None:
     every = settings.LEDGER_SNAPSHOT_EVERY
     if every <= 0:
         return
     due: list[Snapshot] = []
-    for event in appended:
-        if event.type != FILL_RECORDED or event.version % every:
+    for event, digest in zip(events, hashes, strict=True):
+        version = event.expected_version + 1
+        if version % every:
             continue
         book = positions[event.stream]
         due.append(
             Snapshot(
                 stream=event.stream,
-                version=event.version,
+                version=version,
                 state={
                     "position": event.data["position"],
-                    "event_hash": event.hash,
+                    "event_hash": digest,
                     "owner_id": book.owner_id,
                     "strategy_id": book.strategy_id,
                     "instrument_id": book.instrument.pk,
                 },
-                created_at=event.created_at,
+                created_at=now,
             )
         )
     snapshots_store(due)

@@ -275,9 +275,15 @@ def test_events_are_scoped_and_readable_after_a_sequence(api_client, user, other
         f"position-{user.pk}-manual-BTCUSDT",
     }
     first = mine[0]["seq"]
-    after = api_client.get(f"/api/v1/events/?after={first}&stream=order-{order.pk}").json()
-    assert [e["type"] for e in after["results"]] == ["OrderAccepted", "OrderFilled"]
-    assert Event.objects.count() == 6
+    after = api_client.get(f"/api/v1/events/?after={first}").json()
+    assert [(e["stream"], e["type"]) for e in after["results"]] == [
+        (f"order-{order.pk}", "OrderAccepted"),
+        (f"position-{user.pk}-manual-BTCUSDT", "FillRecorded"),
+    ]
+    order_stream = api_client.get(f"/api/v1/events/?stream=order-{order.pk}").json()
+    assert [e["type"] for e in order_stream["results"]] == ["OrderSubmitted", "OrderAccepted"]
+    # Two events per order, one per fill; the other user's two are not listed.
+    assert Event.objects.count() == 5
 
 
 def test_audit_is_staff_only_and_filterable(api_client, staff_client, user, instrument):

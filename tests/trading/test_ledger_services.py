@@ -231,13 +231,21 @@ def test_strategies_keep_separate_positions(user, instrument):
     assert quantities == {None: D("1"), strategy.pk: D("2")}
 
 
-def test_fills_append_to_order_and_position_streams(user, instrument):
-    order = trade(user, instrument, "buy", "1", "100")
+def test_a_fill_appends_one_event_recording_the_fill_its_order_and_its_position(user, instrument):
+    order = trade(user, instrument, "buy", "1", "100.50")
     stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
     [recorded] = Event.objects.filter(stream=stream)
     assert recorded.type == "FillRecorded"
+    assert recorded.data["order_id"] == order.pk
     assert Decimal(recorded.data["position"]["quantity"]) == 1
-    assert Event.objects.filter(stream=f"order-{order.pk}", type="OrderFilled").count() == 1
+    assert Decimal(recorded.data["order"]["filled_notional"]) == Decimal("100.50")
+    assert recorded.data["order"]["status"] == "filled"
+    # The order's own stream holds its lifecycle only: the fill is not recorded twice.
+    assert list(
+        Event.objects.filter(stream=f"order-{order.pk}").values_list("type", flat=True)
+    ) == ["OrderSubmitted", "OrderAccepted"]
+    order.refresh_from_db()
+    assert (order.filled_notional, order.avg_fill_price) == (Decimal("100.50"), Decimal("100.50"))
     assert ledger_verify().ok
 
 
@@ -360,3 +368,34 @@ def test_a_large_batch_takes_the_copy_path_and_stays_exact(user, instrument):
         full.state.fees_paid,
     )
     assert ledger_verify().ok
+
+
+def test_venue_trade_ids_with_copy_control_characters_survive_the_bulk_path(user, instrument):
+    # COPY's text format gives tab, newline, carriage return and backslash a meaning; the
+    # bulk path escapes them. Quotes and non-ASCII go through the JSON of the events too.
+    odd = [
+        "tab\there",
+        "new\nline",
+        "cr\rhere",
+        "back\\slash",
+        'quote"d',
+        "caf\u00e9 \u20ac",
+        "\\N",
+    ]
+    buy = submit(user, instrument, "buy", "1000")
+    items = [
+        FillInput(buy.pk, odd[i] if i < len(odd) else f"plain-{i}", D("1"), D("100"), T0)
+        for i in range(250)
+    ]
+    result = fills_record(owner=user, fills=items)
+    assert len(result.recorded) == 250
+    stored = set(Fill.objects.values_list("venue_trade_id", flat=True))
+    assert set(odd) <= stored
+    recorded = set(
+        Event.objects.filter(type="FillRecorded").values_list("data__venue_trade_id", flat=True)
+    )
+    assert set(odd) <= recorded
+    assert ledger_verify().ok
+    # The same ids again are all duplicates: they were stored exactly as given.
+    again = fills_record(owner=user, fills=items[: len(odd)])
+    assert (again.recorded, sorted(again.duplicates)) == ([], sorted(odd))
