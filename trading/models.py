@@ -222,8 +222,10 @@ class Order(models.Model):
 class Fill(models.Model):
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
     # Denormalised from the order so the venue trade id can be unique per owner in the database.
+    # No index of its own: the unique (owner, venue_trade_id) and (owner, ts) indexes lead
+    # with it, and one index fewer is one write fewer per fill ingested.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills", db_index=False
     )
     venue_trade_id = models.CharField(max_length=100)
     quantity = models.DecimalField(**QTY)
