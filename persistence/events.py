@@ -236,6 +236,8 @@ def _chained(
     """
     stamp = _dumps(format_timestamp(now))
     metadata_json: dict[int, tuple[Any, Any, str]] = {}
+    # Each stream and type is encoded once per batch, not once per event.
+    names_json: dict[str, str] = {}
     for new in new_events:
         actual = current.get(new.stream)
         if actual is None:
@@ -255,9 +257,13 @@ def _chained(
             cached = (new.metadata, metadata, _dumps(metadata))
             metadata_json[id(new.metadata)] = cached
         _, metadata, meta_json = cached
+        stream_json = names_json.get(new.stream) or names_json.setdefault(
+            new.stream, _dumps(new.stream)
+        )
+        type_json = names_json.get(new.type) or names_json.setdefault(new.type, _dumps(new.type))
         canonical = (
             f'{{"created_at":{stamp},"data":{data_json},"metadata":{meta_json},'
-            f'"stream":{_dumps(new.stream)},"type":{_dumps(new.type)},"version":{version}}}'
+            f'"stream":{stream_json},"type":{type_json},"version":{version}}}'
         )
         digest = sha256((prev_hash + canonical).encode("ascii")).hexdigest()
         yield (

@@ -28,7 +28,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from functools import lru_cache
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -76,12 +75,9 @@ def _round(value: Decimal, scale: Decimal) -> Decimal:
     return value.quantize(scale, context=_EXACT)
 
 
-@lru_cache(maxsize=4096)
-def iso_timestamp(ts: datetime) -> str:
-    """An aware datetime as UTC ISO-8601. Remembered: a life's opening time goes into
-    the event of every fill of that life. (Equal instants in other zones share the entry,
-    which is why the text is always UTC.)"""
-    return ts.astimezone(UTC).isoformat()
+def utc_isoformat(ts: datetime) -> str:
+    """An aware datetime as UTC ISO-8601, as events and states write it: once per fill."""
+    return (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).isoformat()
 
 
 @dataclass
@@ -152,8 +148,8 @@ class PositionState:
             "avg_entry_price": str(self.avg_entry_price),
             "realized_pnl": str(self.realized_pnl),
             "fees_paid": str(self.fees_paid),
-            "opened_at": iso_timestamp(opened) if opened is not None else None,
-            "closed_at": iso_timestamp(closed) if closed is not None else None,
+            "opened_at": utc_isoformat(opened) if opened is not None else None,
+            "closed_at": utc_isoformat(closed) if closed is not None else None,
             "entry_quantity": str(self.entry_quantity),
             "entry_notional": str(self.entry_notional),
             "exit_quantity": str(self.exit_quantity),

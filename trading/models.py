@@ -184,6 +184,8 @@ class Order(models.Model):
             models.UniqueConstraint(
                 fields=["owner", "client_order_id"], name="order_client_id_unique_per_owner"
             ),
+            # The target of the fills' (order, owner) foreign key on PostgreSQL.
+            models.UniqueConstraint(fields=["id", "owner"], name="order_id_owner_key"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
             models.CheckConstraint(
                 condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
@@ -220,12 +222,22 @@ class Order(models.Model):
 
 
 class Fill(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    # On PostgreSQL one foreign key covers both columns: (order_id, owner_id) must be an
+    # order's (id, owner_id) (migration 0006 adds it). That checks what two single-column
+    # keys checked, and more: a fill's owner is its order's owner. It is also one check per
+    # fill instead of two, which is a fifth of what a bulk ingest's commit costs.
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="fills", db_constraint=False
+    )
     # Denormalised from the order so the venue trade id can be unique per owner in the database.
     # No index of its own: the unique (owner, venue_trade_id) and (owner, ts) indexes lead
     # with it, and one index fewer is one write fewer per fill ingested.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="fills",
+        db_index=False,
+        db_constraint=False,
     )
     venue_trade_id = models.CharField(max_length=100)
     quantity = models.DecimalField(**QTY)
@@ -438,3 +450,21 @@ class TradeStreakRollup(_StreakSummary):
 
     def __str__(self) -> str:
         return f"{self.owner_id} {self.day}: {self.trades} trades"
+
+
+class PositionHead(models.Model):
+    """The newest state of one position stream: what its next fill is applied to.
+
+    A projection of the stream's events, written in the same transaction as them, like
+    the position rows. `version` is the stream version it reflects; a head that is not at
+    the stream's version (missing, or written before this table existed) is ignored and
+    the state is replayed from the newest snapshot and the events after it instead.
+    """
+
+    stream = models.CharField(max_length=200, primary_key=True)
+    version = models.PositiveIntegerField()
+    state = models.JSONField(help_text="PositionState.to_json() after event `version`")
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.stream}@{self.version}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from trading.accounting import PositionState, Scales, apply_fill, iso_timestamp
+from trading.accounting import PositionState, Scales, apply_fill, utc_isoformat
 
 SCALES = Scales.for_instrument(price_tick=Decimal("0.01"), quantity_step=Decimal("0.001"))
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -39,9 +40,10 @@ def test_a_state_with_every_field_set_round_trips_through_json():
 def test_timestamps_are_written_in_utc_whatever_zone_they_came_in():
     tokyo = timezone(timedelta(hours=9))
     local = datetime(2024, 1, 1, 9, 0, tzinfo=tokyo)
-    assert iso_timestamp(local) == "2024-01-01T00:00:00+00:00"
-    # The same instant in UTC shares the remembered text, which is right because it is UTC.
-    assert iso_timestamp(T0) == iso_timestamp(local)
+    assert utc_isoformat(local) == "2024-01-01T00:00:00+00:00"
+    assert utc_isoformat(T0) == utc_isoformat(local)
+    # A UTC zone other than datetime.UTC itself (zoneinfo's) is written the same way.
+    assert utc_isoformat(local.astimezone(ZoneInfo("UTC"))) == utc_isoformat(local)
     state = apply_fill(
         PositionState(),
         side="buy",

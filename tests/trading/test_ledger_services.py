@@ -6,12 +6,13 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 
 from persistence.events import ledger_verify
 from persistence.models import Event, Snapshot
 from tests.factories import StrategyFactory
 from tests.trading.conftest import T0, fill, submit, trade
-from trading.models import Fill, Order, Position, Trade
+from trading.models import Fill, Order, Position, PositionHead, Trade
 from trading.services import (
     FillInput,
     FillRejected,
@@ -231,13 +232,17 @@ def test_strategies_keep_separate_positions(user, instrument):
     assert quantities == {None: D("1"), strategy.pk: D("2")}
 
 
-def test_a_fill_appends_one_event_recording_the_fill_its_order_and_its_position(user, instrument):
+def test_a_fill_appends_one_event_recording_the_fill_and_its_order(user, instrument):
     order = trade(user, instrument, "buy", "1", "100.50")
     stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
     [recorded] = Event.objects.filter(stream=stream)
     assert recorded.type == "FillRecorded"
     assert recorded.data["order_id"] == order.pk
-    assert Decimal(recorded.data["position"]["quantity"]) == 1
+    assert (recorded.data["quantity"], recorded.data["price"]) == ("1", "100.50")
+    # The position's state lives in the stream's head, at the event's version.
+    head = PositionHead.objects.get(stream=stream)
+    assert head.version == recorded.version
+    assert Decimal(head.state["quantity"]) == 1
     assert Decimal(recorded.data["order"]["filled_notional"]) == Decimal("100.50")
     assert recorded.data["order"]["status"] == "filled"
     # The order's own stream holds its lifecycle only: the fill is not recorded twice.
@@ -247,6 +252,33 @@ def test_a_fill_appends_one_event_recording_the_fill_its_order_and_its_position(
     order.refresh_from_db()
     assert (order.filled_notional, order.avg_fill_price) == (Decimal("100.50"), Decimal("100.50"))
     assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("damage", ["deleted", "stale"])
+def test_a_head_not_at_the_stream_version_is_ignored_and_the_stream_replayed(
+    user, instrument, damage
+):
+    trade(user, instrument, "buy", "2", "100")
+    trade(user, instrument, "buy", "1", "130")
+    stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
+    heads = PositionHead.objects.filter(stream=stream)
+    if damage == "deleted":
+        heads.delete()
+    else:
+        # As if written after the first fill only, with a state that was never true.
+        heads.update(version=1, state={"life": 1, "quantity": "99", "cost_basis": "1"})
+    trade(user, instrument, "sell", "1", "150")
+    position = Position.objects.get(owner=user)
+    # Average entry 110 over 3; selling 1 at 150 realizes exactly 40.
+    assert (position.quantity, position.avg_entry_price, position.realized_pnl) == (
+        D("2"),
+        D("110"),
+        D("40"),
+    )
+    replay = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
+    head = PositionHead.objects.get(stream=stream)
+    assert head.version == replay.version == 3
+    assert head.state == replay.state.to_json()
 
 
 # --- bulk ---------------------------------------------------------------------------------
@@ -399,3 +431,19 @@ def test_venue_trade_ids_with_copy_control_characters_survive_the_bulk_path(user
     # The same ids again are all duplicates: they were stored exactly as given.
     again = fills_record(owner=user, fills=items[: len(odd)])
     assert (again.recorded, sorted(again.duplicates)) == ([], sorted(odd))
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("broken", ["owner of another order", "no such order"])
+def test_the_database_holds_each_fill_to_its_orders_owner(user, other_user, instrument, broken):
+    order = submit(user, instrument, "buy", "1")
+    row = Fill(order=order, owner=user, venue_trade_id="x", quantity=D("1"), price=D("1"), ts=T0)
+    if broken == "no such order":
+        row.order_id = order.pk + 1000
+    else:
+        row.owner = other_user
+    with connection.cursor() as cursor:
+        # Django defers its keys to commit, which a test never reaches: check them now.
+        cursor.execute("SET CONSTRAINTS fill_order_owner_fk IMMEDIATE")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        row.save(force_insert=True)
