@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from hashlib import sha256
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import orjson
 from django.db import connection, transaction
@@ -47,14 +48,19 @@ class StreamVersionConflict(Exception):
         self.actual = actual
 
 
-@dataclass(frozen=True)
-class NewEvent:
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+
+
+class NewEvent(NamedTuple):
+    """An event to append. A named tuple, not a dataclass: a bulk ingest makes one per fill,
+    and a tuple is made in a fraction of the time."""
+
     stream: str
     type: str
     data: Mapping[str, Any]
     # The stream's version before this event; the event itself gets expected_version + 1.
     expected_version: int
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = _NO_METADATA
     # The producer promises `data` is JSON-safe already (str, int, bool, None, dicts and
     # lists of them: no Decimal, datetime or float), so it is encoded as it is.
     json_ready: bool = False

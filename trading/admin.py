@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
-from config.admin import AuditedModelAdmin
+from config.admin import AuditedModelAdmin, ReadOnlyModelAdmin
 from trading import services
 from trading.models import (
     Candle,
@@ -20,6 +20,7 @@ from trading.models import (
     Instrument,
     Order,
     Position,
+    PositionHead,
     Trade,
     TradeRollup,
     TradeStreakRollup,
@@ -368,3 +369,12 @@ class TradeRollupAdmin(RollupAdmin):
 class TradeStreakRollupAdmin(RollupAdmin):
     list_display = ("day", "owner", "trades", "max_win_run", "max_loss_run")
     list_select_related = ("owner",)
+
+
+@admin.register(PositionHead)
+class PositionHeadAdmin(ReadOnlyModelAdmin):
+    """Read-only: heads are written with the events; `rebuild_positions --apply` repairs them."""
+
+    list_display = ("stream", "version", "updated_at")
+    search_fields = ("stream",)
+    date_hierarchy = "updated_at"
