@@ -1161,9 +1161,11 @@ def position_drift(row: Position | None, state: PositionState) -> dict[str, tupl
 def position_rebuild(
     *, stream: str, as_of: datetime | None = None, apply: bool = False
 ) -> tuple[Replay, PositionDrift | None]:
-    """Replay one position stream; report drift of its row and, with `apply`, repair it.
+    """Replay one position stream; report drift of its row and head and, with `apply`,
+    repair them.
 
-    `apply` also rewrites the stream's head from the replay.
+    A head is drift only when it is at the stream's version with another state: one that
+    is missing or behind is ignored by the next fill anyway, and `apply` rewrites it.
     """
     newest = latest_events([stream]).get(stream)
     if newest is None:
@@ -1172,13 +1174,20 @@ def position_rebuild(
     replay = position_replay(stream=stream, instrument=instrument, as_of=as_of)
     if as_of is not None:
         return replay, None
+    replayed = replay.state.to_json()
+    head = PositionHead.objects.filter(stream=stream, version=replay.version).first()
+    head_fields = {
+        f"head.{name}": (head.state.get(name), value)
+        for name, value in replayed.items()
+        if head is not None and head.state.get(name) != value
+    }
     if apply:
         _heads_store(
             [
                 PositionHead(
                     stream=stream,
                     version=replay.version,
-                    state=replay.state.to_json(),
+                    state=replayed,
                     updated_at=timezone.now(),
                 )
             ]
@@ -1189,10 +1198,12 @@ def position_rebuild(
         instrument_id=instrument.pk,
     )
     fields = position_drift(row, replay.state)
-    if not fields:
+    if not fields and not head_fields:
         return replay, None
-    drift = PositionDrift(stream=stream, position_id=row.pk if row else None, fields=fields)
-    if apply and row is not None:
+    drift = PositionDrift(
+        stream=stream, position_id=row.pk if row else None, fields={**fields, **head_fields}
+    )
+    if apply and row is not None and fields:
         locked = Position.objects.select_for_update().get(pk=row.pk)
         for name, (_, value) in fields.items():
             setattr(locked, name, value)

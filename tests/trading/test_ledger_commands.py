@@ -16,7 +16,7 @@ from django.test import Client
 from persistence.models import Event
 from tests.trading.conftest import fill, submit, trade
 from trading.demo import seed_demo_ledger
-from trading.models import Fill, Order, Position
+from trading.models import Fill, Order, Position, PositionHead
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -83,11 +83,26 @@ def test_rebuild_positions_equals_the_live_rows_and_repairs_drift(user, instrume
     out, _ = run("rebuild_positions")
     assert "1 positions rebuilt; all equal the live rows" in out
     Position.objects.update(realized_pnl=D("999"))
+    # A head that drifted too: at the stream's version, so the next fill would trust it.
+    PositionHead.objects.update(state={"life": 1, "quantity": "7", "cost_basis": "700"})
     with pytest.raises(CommandError):
         run("rebuild_positions")
     out, err = run("rebuild_positions", "--apply")
     assert "realized_pnl: row 999" in err
+    assert "head.quantity: row 7 != ledger 3" in err
     assert Position.objects.get().realized_pnl == 0
+    assert PositionHead.objects.get().state["quantity"] == "3"
+    out, _ = run("rebuild_positions")
+    assert "all equal the live rows" in out
+
+
+def test_rebuild_positions_names_a_head_that_drifted_alone(user, instrument):
+    trade(user, instrument, "buy", "2", "100")
+    PositionHead.objects.update(state={**PositionHead.objects.get().state, "cost_basis": "1"})
+    with pytest.raises(CommandError):
+        run("rebuild_positions")
+    out, err = run("rebuild_positions", "--apply")
+    assert "head.cost_basis: row 1 != ledger 200" in err
     out, _ = run("rebuild_positions")
     assert "all equal the live rows" in out
 
