@@ -509,7 +509,6 @@ class _PositionBook:
     strategy_id: int | None
     instrument: Instrument
     scales: Scales
-    instrument_id: int = field(init=False)
     # The rows and trades of lives that exist already (at most the open one), by life.
     rows: dict[int, Position] = field(default_factory=dict)
     trades: dict[int, Trade] = field(default_factory=dict)
@@ -517,9 +516,6 @@ class _PositionBook:
     touched: dict[int, PositionState] = field(default_factory=dict)
     # Snapshots due in this batch: (index of the event in the batch, version, state JSON).
     due: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.instrument_id = self.instrument.pk
 
 
 @transaction.atomic
@@ -776,10 +772,7 @@ def _position_books(
     *, owner: User, orders: dict[int, Order], streams: dict[int, str]
 ) -> dict[str, _PositionBook]:
     versions = stream_versions(streams.values())
-    heads = {
-        head.stream: head
-        for head in PositionHead.objects.filter(stream__in=list(versions), version__gt=0)
-    }
+    heads = {head.stream: head for head in PositionHead.objects.filter(stream__in=list(versions))}
     books: dict[str, _PositionBook] = {}
     for pk, order in orders.items():
         stream = streams[pk]
@@ -887,7 +880,7 @@ def _position_apply(
         "venue_trade_id": fill.venue_trade_id,
         "owner_id": book.owner_id,
         "strategy_id": book.strategy_id,
-        "instrument_id": book.instrument_id,
+        "instrument_id": book.instrument.id,
         "side": side,
         "quantity": str(fill.quantity),
         "price": str(fill.price),
@@ -1176,11 +1169,15 @@ def position_rebuild(
         return replay, None
     replayed = replay.state.to_json()
     head = PositionHead.objects.filter(stream=stream, version=replay.version).first()
-    head_fields = {
-        f"head.{name}": (head.state.get(name), value)
-        for name, value in replayed.items()
-        if head is not None and head.state.get(name) != value
-    }
+    head_fields = (
+        {
+            f"head.{name}": (head.state.get(name), value)
+            for name, value in replayed.items()
+            if head.state.get(name) != value
+        }
+        if head is not None
+        else {}
+    )
     if apply:
         _heads_store(
             [
