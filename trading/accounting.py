@@ -27,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
+from typing import Any, NamedTuple
 
 from django.utils.dateparse import parse_datetime
 
@@ -174,9 +174,10 @@ class PositionState:
         return cls(**kwargs)
 
 
-@dataclass(frozen=True)
-class FillApplied:
-    """What one fill did: the life it closed (if any) and the life that is current after it."""
+class FillApplied(NamedTuple):
+    """What one fill did: the life it closed (if any) and the life that is current after it.
+
+    A named tuple, not a frozen dataclass: a bulk ingest makes one per fill."""
 
     closed: PositionState | None
     current: PositionState
@@ -197,41 +198,52 @@ def apply_fill(
     """Apply one fill to the current life; return a new state, never mutate the old one."""
     if quantity <= 0 or price <= 0 or fee < 0:
         raise AccountingError("quantity and price must be positive, fee non-negative")
-    signed = quantity if side == "buy" else -quantity
+    if getcontext().prec == PRECISION:  # a bulk caller set the context once for the batch
+        return _apply(state, side, quantity, price, fee, ts, scales, exit_reason)
     with localcontext(prec=PRECISION):
-        current = state.copy()
-        if not current.is_open:
-            current = PositionState(life=state.life + 1, opened_at=ts)
-        if current.quantity == 0 or (current.quantity > 0) == (signed > 0):
-            _grow(current, signed=signed, price=price, fee=fee, scales=scales)
-            return FillApplied(closed=None, current=current, realized_pnl=ZERO)
+        return _apply(state, side, quantity, price, fee, ts, scales, exit_reason)
 
-        held = abs(current.quantity)
-        if quantity <= held:
-            realized = _reduce(
-                current, quantity=quantity, price=price, fee=fee, ts=ts, scales=scales
-            )
-            if current.quantity == 0:
-                current.exit_reason = exit_reason
-                return FillApplied(closed=current, current=current, realized_pnl=realized)
-            return FillApplied(closed=None, current=current, realized_pnl=realized)
 
-        # Through zero: close this life with part of the fill, open the next with the rest.
-        closing_fee = _round(fee * held / quantity, scales.notional)
-        realized = _reduce(
-            current, quantity=held, price=price, fee=closing_fee, ts=ts, scales=scales
-        )
-        current.exit_reason = "reversal"
-        opened = PositionState(life=current.life + 1, opened_at=ts)
-        rest = quantity - held
-        _grow(
-            opened,
-            signed=rest if signed > 0 else -rest,
-            price=price,
-            fee=fee - closing_fee,
-            scales=scales,
-        )
-        return FillApplied(closed=current, current=opened, realized_pnl=realized)
+def _apply(
+    state: PositionState,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    ts: datetime,
+    scales: Scales,
+    exit_reason: str,
+) -> FillApplied:
+    signed = quantity if side == "buy" else -quantity
+    current = state.copy()
+    if not current.is_open:
+        current = PositionState(life=state.life + 1, opened_at=ts)
+    if current.quantity == 0 or (current.quantity > 0) == (signed > 0):
+        _grow(current, signed=signed, price=price, fee=fee, scales=scales)
+        return FillApplied(None, current, ZERO)
+
+    held = abs(current.quantity)
+    if quantity <= held:
+        realized = _reduce(current, quantity=quantity, price=price, fee=fee, ts=ts, scales=scales)
+        if current.quantity == 0:
+            current.exit_reason = exit_reason
+            return FillApplied(current, current, realized)
+        return FillApplied(None, current, realized)
+
+    # Through zero: close this life with part of the fill, open the next with the rest.
+    closing_fee = _round(fee * held / quantity, scales.notional)
+    realized = _reduce(current, quantity=held, price=price, fee=closing_fee, ts=ts, scales=scales)
+    current.exit_reason = "reversal"
+    opened = PositionState(life=current.life + 1, opened_at=ts)
+    rest = quantity - held
+    _grow(
+        opened,
+        signed=rest if signed > 0 else -rest,
+        price=price,
+        fee=fee - closing_fee,
+        scales=scales,
+    )
+    return FillApplied(current, opened, realized)
 
 
 def _grow(

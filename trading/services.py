@@ -26,7 +26,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from persistence.bulk import COPY_THRESHOLD, bulk_update_rows, copy_insert_text, copy_text
+from persistence.bulk import (
+    COPY_THRESHOLD,
+    bulk_update_rows,
+    copy_insert_text,
+    copy_text,
+    gc_paused,
+    reserve_ids,
+)
 from persistence.events import (
     NewEvent,
     StreamVersionConflict,
@@ -466,9 +473,10 @@ def fills_record(
     """
     for _ in range(RETRIES):
         try:
-            return _fills_record_atomic(
-                owner=owner, fills=fills, actor=actor, source=source, audit=audit
-            )
+            with gc_paused():
+                return _fills_record_atomic(
+                    owner=owner, fills=fills, actor=actor, source=source, audit=audit
+                )
         except (StreamVersionConflict, _DuplicateRace):
             # Someone else wrote first: everything was rolled back; read afresh and redo.
             continue
@@ -587,15 +595,18 @@ def _fills_record_atomic(
         )
 
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            fill_ids = _fills_insert(owner, [fill for fill, _ in accepted], now=now, audit=audit)
-    except IntegrityError as exc:
-        # A concurrent request recorded one of these venue trade ids for another order.
-        raise _DuplicateRace from exc
+    # Large batches on PostgreSQL COPY their fills, with ids taken first: each fill's event
+    # names it, and its row is written from the strings its event was made of.
+    by_copy = not audit and len(accepted) >= COPY_THRESHOLD and connection.vendor == "postgresql"
+    fill_lines: list[str] = []
+    if by_copy:
+        fill_ids = reserve_ids(Fill, len(accepted))
+    else:
+        fill_ids = _fills_save(owner, [fill for fill, _ in accepted], audit=audit)
 
     meta = _metadata(actor, source)
     every = settings.LEDGER_SNAPSHOT_EVERY
+    owner_id, stamp = owner.pk, now.isoformat()
 
     def fill_events() -> Iterator[NewEvent]:
         # Consumed while COPY streams the events: each fill is applied to its position
@@ -614,10 +625,18 @@ def _fills_record_atomic(
             )
             if every > 0 and book.version % every == 0:
                 book.due.append((index, book.version, book.state.to_json()))
+            if by_copy:
+                data = event.data
+                fill_lines.append(
+                    f"{fill_id}\t{fill.order_id}\t{owner_id}\t{copy_text(fill.venue_trade_id)}\t"
+                    f"{data['quantity']}\t{data['price']}\t{data['fee']}\t{data['ts']}\t{stamp}\n"
+                )
             yield event
 
     with localcontext(prec=PRECISION):
         hashes = events_ingest(fill_events(), streams=positions.keys(), created_at=now)
+    if by_copy:
+        _fills_copy(fill_lines)
     _write_projections(order_books, positions, audit=audit)
     trades_closed_record(
         trade
@@ -662,6 +681,33 @@ def fill_validate(
         raise ValidationError(problem or conflict)
 
 
+def _fills_save(owner: User, fills: list[FillInput], *, audit: bool) -> list[int]:
+    """Insert the fills as rows (audited one by one, or in bulk); return their ids in order."""
+    rows = [
+        Fill(
+            order_id=f.order_id,
+            owner=owner,
+            venue_trade_id=f.venue_trade_id,
+            quantity=f.quantity,
+            price=f.price,
+            fee=f.fee,
+            ts=f.ts,
+        )
+        for f in fills
+    ]
+    try:
+        with transaction.atomic():
+            if audit:
+                for row in rows:
+                    row.save(force_insert=True)
+            else:
+                Fill.objects.bulk_create(rows, batch_size=2000)
+    except IntegrityError as exc:
+        # A concurrent request recorded one of these venue trade ids for another order.
+        raise _DuplicateRace from exc
+    return [row.pk for row in rows]
+
+
 FILL_COLUMNS = [
     "id",
     "order",
@@ -675,48 +721,13 @@ FILL_COLUMNS = [
 ]
 
 
-def _fills_insert(owner: User, fills: list[FillInput], *, now: datetime, audit: bool) -> list[int]:
-    """Insert the fills; return their ids in order."""
-    if audit or len(fills) < COPY_THRESHOLD or connection.vendor != "postgresql":
-        rows = [
-            Fill(
-                order_id=f.order_id,
-                owner=owner,
-                venue_trade_id=f.venue_trade_id,
-                quantity=f.quantity,
-                price=f.price,
-                fee=f.fee,
-                ts=f.ts,
-            )
-            for f in fills
-        ]
-        if audit:
-            for row in rows:
-                row.save(force_insert=True)
-        else:
-            Fill.objects.bulk_create(rows, batch_size=2000)
-        return [row.pk for row in rows]
-    # COPY returns no ids, so take them from the sequence first: events name their fill.
-    # The sequence is looked up once: as a plain subquery PostgreSQL would inline it and
-    # look it up again for every id, which took six times as long as the ids themselves.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS seq) "
-            "SELECT nextval(seq) FROM s, generate_series(1, %s)",
-            [Fill._meta.db_table, len(fills)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    owner_id, stamp = owner.pk, now.isoformat()
-    copy_insert_text(
-        Fill,
-        FILL_COLUMNS,
-        (
-            f"{pk}\t{f.order_id}\t{owner_id}\t{copy_text(f.venue_trade_id)}\t{f.quantity}\t"
-            f"{f.price}\t{f.fee}\t{utc_isoformat(f.ts)}\t{stamp}\n"
-            for pk, f in zip(ids, fills, strict=True)
-        ),
-    )
-    return ids
+def _fills_copy(lines: list[str]) -> None:
+    """COPY fill rows, formatted as FILL_COLUMNS, with ids from `reserve_ids`."""
+    try:
+        with transaction.atomic():
+            copy_insert_text(Fill, FILL_COLUMNS, lines)
+    except IntegrityError as exc:
+        raise _DuplicateRace from exc
 
 
 def _fill_error(order: Order, instrument: Instrument, fill: FillInput) -> tuple[str, str]:

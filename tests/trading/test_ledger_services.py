@@ -391,6 +391,14 @@ def test_a_large_batch_takes_the_copy_path_and_stays_exact(user, instrument):
     assert Event.objects.filter(type="FillRecorded").count() == 300
     fill_ids = [e.data["fill_id"] for e in Event.objects.filter(type="FillRecorded")]
     assert sorted(fill_ids) == sorted(f.pk for f in Fill.objects.all())
+    # Each row holds its own fill's values, under the id its event names.
+    stored = Fill.objects.order_by("id").values_list(
+        "id", "order_id", "venue_trade_id", "quantity", "price", "fee", "ts"
+    )
+    assert [row[1:] for row in stored] == [
+        (f.order_id, f.venue_trade_id, f.quantity, f.price, f.fee, f.ts) for f in items
+    ]
+    assert [row[0] for row in stored] == [f.pk for f in result.recorded]
     stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
     full = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
     live = Position.objects.filter(owner=user).order_by("-id").first()
