@@ -10,8 +10,10 @@ The COPY helpers are PostgreSQL-only (callers choose `bulk_create` elsewhere);
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection
@@ -99,17 +101,74 @@ def copy_insert_text(model: type[Model], columns: Sequence[str], lines: Iterable
     ingest paths where formatting each value through the driver costs too much. The lines
     are sent in chunks as they come, so the server stores rows while later ones are made.
     """
+    with copy_text_into(model, columns) as write:
+        chunk: list[str] = []
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) == 256:
+                write("".join(chunk))
+                chunk.clear()
+        if chunk:
+            write("".join(chunk))
+
+
+@contextmanager
+def copy_text_into(model: type[Model], columns: Sequence[str]) -> Iterator[Callable[[str], None]]:
+    """Open a COPY of text-format lines (as `copy_insert_text` takes) into the model's table.
+
+    Yields the function that sends lines. The server stores rows as they arrive; leaving
+    the block ends the COPY and waits for the rest. So a caller can send every row, do
+    other work while the server stores them, and only then leave, without holding a
+    second connection. Nothing else may use the connection inside the block.
+    """
     with connection.cursor() as cursor, connection.wrap_database_errors:
-        raw = cursor.cursor
+        raw = cursor.cursor  # the psycopg cursor: Django's wrapper has no COPY
         with raw.copy(_copy_statement(model, columns)) as copy:
-            chunk: list[str] = []
-            for line in lines:
-                chunk.append(line)
-                if len(chunk) == 256:
-                    copy.write("".join(chunk))
-                    chunk.clear()
-            if chunk:
-                copy.write("".join(chunk))
+            yield copy.write
+
+
+def insert_models(objs: Sequence[Model]) -> None:
+    """`bulk_create` for unsaved instances of one model; by COPY for big batches on PostgreSQL.
+
+    COPY returns no ids, so they are taken from the sequence first and set on the objects,
+    as `bulk_create` would set them. Fields' `pre_save` runs as in `bulk_create` (so
+    `auto_now` stamps); signals are not sent, by either path.
+    """
+    if not objs:
+        return
+    model = type(objs[0])
+    if len(objs) < COPY_THRESHOLD or connection.vendor != "postgresql":
+        model._default_manager.bulk_create(objs, batch_size=1000)
+        return
+    fields = list(model._meta.concrete_fields)
+    for obj, pk in zip(objs, reserve_ids(model, len(objs)), strict=True):
+        obj.pk = pk
+    copy_insert_text(
+        model,
+        [f.name for f in fields],
+        ("\t".join([_copy_value(f.pre_save(obj, True)) for f in fields]) + "\n" for obj in objs),
+    )
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def _copy_value(value: Any) -> str:
+    """One Python value as a field of COPY's text format."""
+    kind = type(value)
+    if value is None:
+        return "\\N"
+    if kind is Decimal or kind is int:
+        return str(value)
+    if kind is datetime:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} for an aware column")
+        return value.isoformat()
+    if isinstance(value, str):  # choices enums are str subclasses
+        return copy_text(str(value))
+    if kind is bool:
+        return "t" if value else "f"
+    raise TypeError(f"cannot COPY a {kind.__name__}")
 
 
 def _column(field: Field[Any, Any]) -> str:

@@ -15,6 +15,7 @@ and repairs drift.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
@@ -29,9 +30,10 @@ from accounts.models import User
 from persistence.bulk import (
     COPY_THRESHOLD,
     bulk_update_rows,
-    copy_insert_text,
     copy_text,
+    copy_text_into,
     gc_paused,
+    insert_models,
     reserve_ids,
 )
 from persistence.events import (
@@ -636,8 +638,12 @@ def _fills_record_atomic(
     with localcontext(prec=PRECISION):
         hashes = events_ingest(fill_events(), streams=positions.keys(), created_at=now)
     if by_copy:
-        _fills_copy(fill_lines)
-    _write_projections(order_books, positions, audit=audit)
+        with _fills_copying(fill_lines):
+            # While the server stores the fills, work out what the batch projects to.
+            projections = _projections(order_books, positions)
+    else:
+        projections = _projections(order_books, positions)
+    _write_projections(projections, audit=audit)
     trades_closed_record(
         trade
         for book in positions.values()
@@ -721,12 +727,16 @@ FILL_COLUMNS = [
 ]
 
 
-def _fills_copy(lines: list[str]) -> None:
-    """COPY fill rows, formatted as FILL_COLUMNS, with ids from `reserve_ids`."""
+@contextmanager
+def _fills_copying(lines: list[str]) -> Iterator[None]:
+    """Send fill rows, formatted as FILL_COLUMNS with ids from `reserve_ids`, by COPY; the
+    block runs while the server stores them, and leaving it waits until they are stored."""
     try:
-        with transaction.atomic():
-            copy_insert_text(Fill, FILL_COLUMNS, lines)
+        with transaction.atomic(), copy_text_into(Fill, FILL_COLUMNS) as write:
+            write("".join(lines))
+            yield
     except IntegrityError as exc:
+        # A concurrent request recorded one of these venue trade ids for another order.
         raise _DuplicateRace from exc
 
 
@@ -946,13 +956,22 @@ TRADE_FIELDS = [
 ORDER_FIELDS = ["filled_quantity", "filled_notional", "avg_fill_price", "status"]
 
 
-def _write_projections(
-    order_books: dict[int, _OrderBook], positions: dict[str, _PositionBook], *, audit: bool
-) -> None:
-    """Write the orders, positions and trades the batch changed, each row once.
+@dataclass
+class _Projections:
+    """The rows a batch changes, worked out in memory before any is written."""
 
-    Lives are written in order, so the life a fill closed is closed before the next one
-    opens: one open row per position at a time.
+    orders: list[Order]
+    updated: list[tuple[Position, Trade]]
+    # New lives, closed ones first: the row left open goes in after any row it replaces.
+    created: list[tuple[Position, Trade]]
+
+
+def _projections(
+    order_books: dict[int, _OrderBook], positions: dict[str, _PositionBook]
+) -> _Projections:
+    """Project the batch onto the orders, positions and trades it changed, each row once.
+
+    Pure Python: the bulk path works this out while the server stores the batch's fills.
     """
     orders = []
     for book in order_books.values():
@@ -989,6 +1008,17 @@ def _write_projections(
                 pbook.rows[life], pbook.trades[life] = row, trade
                 created.append((row, trade))
             _project(row, trade, state, pbook.scales)
+    created.sort(key=lambda pair: pair[0].status != Position.Status.CLOSED)
+    return _Projections(orders=orders, updated=updated, created=created)
+
+
+def _write_projections(projections: _Projections, *, audit: bool) -> None:
+    """Write the rows `_projections` worked out: audited one by one, or in bulk.
+
+    Lives are written in order, so the life a fill closed is closed before the next one
+    opens: one open row per position at a time.
+    """
+    orders, updated, created = projections.orders, projections.updated, projections.created
     if audit:
         for order in orders:
             order.save(update_fields=[*ORDER_FIELDS, "updated_at"])
@@ -1007,12 +1037,10 @@ def _write_projections(
     bulk_update_rows([row for row, _ in updated], [*POSITION_FIELDS, "status", "updated_at"])
     bulk_update_rows([trade for _, trade in updated], [*TRADE_FIELDS, "updated_at"])
     if created:
-        # Closed lives first, so the row left open is inserted after any row it replaces.
-        created.sort(key=lambda pair: pair[0].status != Position.Status.CLOSED)
-        Position.objects.bulk_create([row for row, _ in created], batch_size=1000)
+        insert_models([row for row, _ in created])
         for row, trade in created:
             trade.position = row
-        Trade.objects.bulk_create([trade for _, trade in created], batch_size=1000)
+        insert_models([trade for _, trade in created])
 
 
 def _heads_write(books: Iterable[_PositionBook], now: datetime) -> None:

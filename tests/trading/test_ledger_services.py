@@ -21,6 +21,7 @@ from trading.services import (
     fills_record,
     order_cancel,
     order_submit,
+    position_rebuild,
     position_replay,
     position_stream,
 )
@@ -408,6 +409,40 @@ def test_a_large_batch_takes_the_copy_path_and_stays_exact(user, instrument):
         full.state.fees_paid,
     )
     assert ledger_verify().ok
+
+
+def test_a_batch_of_many_round_trips_writes_every_life_and_trade_exactly(user, instrument):
+    # Each buy/sell pair opens and flattens a life: 150 lives, so on PostgreSQL their
+    # position and trade rows go in by COPY too (at least COPY_THRESHOLD rows each).
+    buy = submit(user, instrument, "buy", "1000")
+    sell = submit(user, instrument, "sell", "1000")
+    items = [
+        FillInput(
+            (buy if i % 2 == 0 else sell).pk,
+            f"rt-{i}",
+            D("0.5"),
+            D(100 + (i % 4)),
+            T0.replace(minute=i // 60, second=i % 60),
+            D("0.02"),
+        )
+        for i in range(301)
+    ]
+    fills_record(owner=user, fills=items)
+    assert Position.objects.filter(owner=user).count() == 151
+    assert Trade.objects.filter(owner=user).count() == 151
+    closed = Trade.objects.filter(owner=user, status="closed").order_by("entry_time", "id")
+    # Buy at 100 or 102, sell at 101 or 103: every round trip makes 0.5 x 1, less 0.04 fees.
+    assert {(t.direction, t.pnl, t.fees, t.quantity) for t in closed} == {
+        ("long", D("0.5"), D("0.04"), D("0.5"))
+    }
+    assert all(t.position_id is not None and t.exit_time is not None for t in closed)
+    assert len({t.position_id for t in closed}) == 150
+    live = open_position(user, instrument)
+    assert (live.quantity, live.realized_pnl) == (D("0.5"), D(0))
+    stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
+    replay, drift = position_rebuild(stream=stream)
+    assert drift is None
+    assert replay.state.life == 151
 
 
 def test_venue_trade_ids_with_copy_control_characters_survive_the_bulk_path(user, instrument):
