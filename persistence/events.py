@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from persistence.bulk import copy_insert_text, copy_text
+from persistence.bulk import copy_insert_text, copy_text, insert_models
 from persistence.models import Event, Snapshot
 
 GENESIS_HASH = "0" * 64
@@ -384,7 +384,7 @@ def stream_events(
 
 
 def snapshots_store(snapshots: Sequence[Snapshot]) -> None:
-    Snapshot.objects.bulk_create(snapshots, batch_size=2000)
+    insert_models(snapshots)
 
 
 def snapshot_latest(stream: str, *, as_of: datetime | None = None) -> Snapshot | None:

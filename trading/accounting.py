@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
 from typing import Any, NamedTuple
 
+import orjson
 from django.utils.dateparse import parse_datetime
 
 MAX_PLACES = 18
@@ -76,8 +77,13 @@ def _round(value: Decimal, scale: Decimal) -> Decimal:
 
 
 def utc_isoformat(ts: datetime) -> str:
-    """An aware datetime as UTC ISO-8601, as events and states write it: once per fill."""
-    return (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).isoformat()
+    """An aware datetime as UTC ISO-8601, as events and states write it: once per fill.
+
+    The text of `datetime.isoformat()`, made by orjson in a third of the time (a test holds
+    the two together).
+    """
+    utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+    return orjson.dumps(utc)[1:-1].decode()
 
 
 @dataclass

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from trading.accounting import PositionState, Scales, apply_fill, utc_isoformat
 
 SCALES = Scales.for_instrument(price_tick=Decimal("0.01"), quantity_step=Decimal("0.001"))
@@ -35,6 +37,22 @@ def test_a_state_with_every_field_set_round_trips_through_json():
     assert PositionState.from_json(raw) == state
     # Every default differs from the values above, so a field left out would show.
     assert all(getattr(state, f.name) != f.default for f in dataclasses.fields(PositionState))
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2024, 6, 1, 12, 30, 5, 10, tzinfo=UTC),
+        datetime(999, 12, 31, 1, 2, 3, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2024, 3, 31, 2, 30, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(2024, 1, 1, 9, 0, 0, 500, tzinfo=timezone(timedelta(hours=5, minutes=45))),
+    ],
+)
+def test_utc_isoformat_is_the_standard_librarys_isoformat_in_utc(ts):
+    assert utc_isoformat(ts) == ts.astimezone(UTC).isoformat()
 
 
 def test_timestamps_are_written_in_utc_whatever_zone_they_came_in():

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
+from persistence.bulk import COPY_THRESHOLD
 from persistence.events import ledger_verify
 from persistence.models import Event, Snapshot
 from tests.factories import StrategyFactory
@@ -377,6 +378,24 @@ def test_snapshot_every_n_events_and_replays_agree(user, instrument, settings):
     )
 
 
+def test_a_batch_with_many_snapshots_stores_each_one_anchored(user, instrument, settings):
+    # Enough snapshots in one batch that on PostgreSQL they go in by COPY as well.
+    settings.LEDGER_SNAPSHOT_EVERY = 2
+    buy = submit(user, instrument, "buy", "1000")
+    items = [FillInput(buy.pk, f"s-{i}", D("0.25"), D(100 + i % 5), T0) for i in range(120)]
+    fills_record(owner=user, fills=items)
+    stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
+    assert Snapshot.objects.filter(stream=stream).count() == 60 >= COPY_THRESHOLD
+    report = ledger_verify()
+    assert report.ok and report.snapshots == 60
+    newest = Snapshot.objects.filter(stream=stream).order_by("-version").first()
+    assert newest.state["event_hash"] == Event.objects.get(stream=stream, version=120).hash
+    from_snapshot = position_replay(stream=stream, instrument=instrument)
+    full = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
+    assert from_snapshot.from_snapshot == 120
+    assert from_snapshot.state == full.state
+
+
 def test_a_large_batch_takes_the_copy_path_and_stays_exact(user, instrument):
     # >= COPY_THRESHOLD rows: on PostgreSQL fills and events are written with COPY.
     buy = submit(user, instrument, "buy", "1000")
@@ -412,7 +431,7 @@ def test_a_large_batch_takes_the_copy_path_and_stays_exact(user, instrument):
 
 
 def test_a_batch_of_many_round_trips_writes_every_life_and_trade_exactly(user, instrument):
-    # Each buy/sell pair opens and flattens a life: 150 lives, so on PostgreSQL their
+    # Each buy/sell pair opens and flattens a life: 151 lives, so on PostgreSQL their
     # position and trade rows go in by COPY too (at least COPY_THRESHOLD rows each).
     buy = submit(user, instrument, "buy", "1000")
     sell = submit(user, instrument, "sell", "1000")
@@ -428,7 +447,7 @@ def test_a_batch_of_many_round_trips_writes_every_life_and_trade_exactly(user, i
         for i in range(301)
     ]
     fills_record(owner=user, fills=items)
-    assert Position.objects.filter(owner=user).count() == 151
+    assert Position.objects.filter(owner=user).count() == 151 >= COPY_THRESHOLD
     assert Trade.objects.filter(owner=user).count() == 151
     closed = Trade.objects.filter(owner=user, status="closed").order_by("entry_time", "id")
     # Buy at 100 or 102, sell at 101 or 103: every round trip makes 0.5 x 1, less 0.04 fees.
