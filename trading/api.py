@@ -9,9 +9,9 @@ illegal order transition, an over-fill) are 409s.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Context, Decimal
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, cast
 
 from auditlog.models import LogEntry
@@ -298,11 +298,16 @@ class TradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         ]
         read_only_fields = fields
 
+    @cached_property
+    def _zone(self) -> tzinfo:
+        # Looked up once per list, not twice per row: it goes through a context-local.
+        return timezone.get_current_timezone()
+
     def to_representation(self, instance: Trade) -> dict[str, Any]:
         # The trade history is the ledger's biggest list: build each row directly rather
         # than through sixteen field objects, with the same text DRF's fields produce
         # (test_trade_rows_match_drf_field_rendering checks that).
-        money, dt = _money_text, _datetime_text
+        money, dt, zone = _money_text, _datetime_text, self._zone
         return {
             "id": instance.pk,
             # selectors.trade_list annotates the symbol; a bare instance still has its FK.
@@ -312,9 +317,9 @@ class TradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "direction": instance.direction,
             "status": instance.status,
             "quantity": money(instance.quantity),
-            "entry_time": dt(instance.entry_time),
+            "entry_time": dt(instance.entry_time, zone),
             "entry_price": money(instance.entry_price),
-            "exit_time": dt(instance.exit_time),
+            "exit_time": dt(instance.exit_time, zone),
             "exit_price": money(instance.exit_price),
             "pnl": money(instance.pnl),
             "pnl_pct": _ratio_text(instance.pnl_pct),
@@ -342,10 +347,11 @@ def _ratio_text(value: Decimal | None) -> str | None:
     return f"{value.quantize(_RATIO_EXPONENT, context=_RATIO_CONTEXT):f}"
 
 
-def _datetime_text(value: datetime | None) -> str | None:
+def _datetime_text(value: datetime | None, zone: tzinfo) -> str | None:
+    """DRF's DateTimeField text of an aware datetime, shown in `zone` (the current one)."""
     if value is None:
         return None
-    text = timezone.localtime(value).isoformat()
+    text = value.astimezone(zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

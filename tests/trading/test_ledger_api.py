@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from persistence.models import Event
@@ -352,3 +354,8 @@ def test_trade_rows_match_drf_field_rendering(api_client, user, instrument):
     # What the list renders: the selector's rows, with only the shown columns loaded.
     listed = list(selectors.trade_list(user=user).order_by("-entry_time", "-id"))
     assert TradeSerializer(listed, many=True).data == expected
+    # In another current time zone both show the times in it, the same way.
+    with timezone.override(ZoneInfo("Asia/Kolkata")):
+        shifted = FieldByField(full_rows, many=True).data
+        assert shifted[0]["entry_time"].endswith("+05:30")
+        assert TradeSerializer(listed, many=True).data == shifted
