@@ -9,6 +9,7 @@ illegal order transition, an over-fill) are 409s.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from decimal import Context, Decimal
 from functools import cached_property, partial
@@ -303,29 +304,35 @@ class TradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         # Looked up once per list, not twice per row: it goes through a context-local.
         return timezone.get_current_timezone()
 
-    def to_representation(self, instance: Trade) -> dict[str, Any]:
+    def to_representation(self, instance: Trade | Mapping[str, Any]) -> dict[str, Any]:
         # The trade history is the ledger's biggest list: build each row directly rather
         # than through sixteen field objects, with the same text DRF's fields produce
-        # (test_trade_rows_match_drf_field_rendering checks that).
+        # (test_trade_rows_match_drf_field_rendering checks that). The list's rows come as
+        # dicts of TRADE_ROW_FIELDS and the symbol; a single trade as an instance.
+        if isinstance(instance, Trade):
+            # selectors.trade_list annotates the symbol; a bare instance still has its FK.
+            symbol = getattr(instance, "symbol", None) or instance.instrument.symbol
+            row: Mapping[str, Any] = {**instance.__dict__, "symbol": symbol}
+        else:
+            row = instance
         money, dt, zone = _money_text, _datetime_text, self._zone
         return {
-            "id": instance.pk,
-            # selectors.trade_list annotates the symbol; a bare instance still has its FK.
-            "symbol": getattr(instance, "symbol", None) or instance.instrument.symbol,
-            "strategy": instance.strategy_id,
-            "position": instance.position_id,
-            "direction": instance.direction,
-            "status": instance.status,
-            "quantity": money(instance.quantity),
-            "entry_time": dt(instance.entry_time, zone),
-            "entry_price": money(instance.entry_price),
-            "exit_time": dt(instance.exit_time, zone),
-            "exit_price": money(instance.exit_price),
-            "pnl": money(instance.pnl),
-            "pnl_pct": _ratio_text(instance.pnl_pct),
-            "fees": money(instance.fees),
-            "net_pnl": money(instance.pnl - instance.fees),
-            "exit_reason": instance.exit_reason,
+            "id": row["id"],
+            "symbol": row["symbol"],
+            "strategy": row["strategy_id"],
+            "position": row["position_id"],
+            "direction": row["direction"],
+            "status": row["status"],
+            "quantity": money(row["quantity"]),
+            "entry_time": dt(row["entry_time"], zone),
+            "entry_price": money(row["entry_price"]),
+            "exit_time": dt(row["exit_time"], zone),
+            "exit_price": money(row["exit_price"]),
+            "pnl": money(row["pnl"]),
+            "pnl_pct": _ratio_text(row["pnl_pct"]),
+            "fees": money(row["fees"]),
+            "net_pnl": money(row["pnl"] - row["fees"]),
+            "exit_reason": row["exit_reason"],
         }
 
 
@@ -619,7 +626,12 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, LedgerViewS
     ordering = ["-entry_time", "-id"]
 
     def get_queryset(self) -> QuerySet[Trade]:
-        return selectors.trade_list(user=_user(self.request))
+        trades = selectors.trade_list(user=_user(self.request))
+        if self.action == "list":
+            # A page of history as dicts of the shown columns: no model instance per row.
+            # (Cursor pagination reads its position from a dict as well.)
+            return trades.values(*selectors.TRADE_ROW_FIELDS, "symbol")  # type: ignore[return-value]
+        return trades
 
     @extend_schema(responses=TradeSummarySerializer)
     @action(detail=False, methods=["get"], pagination_class=None)

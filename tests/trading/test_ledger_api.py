@@ -354,6 +354,10 @@ def test_trade_rows_match_drf_field_rendering(api_client, user, instrument):
     # What the list renders: the selector's rows, with only the shown columns loaded.
     listed = list(selectors.trade_list(user=user).order_by("-entry_time", "-id"))
     assert TradeSerializer(listed, many=True).data == expected
+    # What the list endpoint renders: the same rows as dicts of the shown columns.
+    response = api_client.get("/api/v1/trades/")
+    assert response.status_code == 200
+    assert response.json()["results"] == [dict(row) for row in expected]
     # In another current time zone both show the times in it, the same way.
     with timezone.override(ZoneInfo("Asia/Kolkata")):
         shifted = FieldByField(full_rows, many=True).data
