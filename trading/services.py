@@ -1117,18 +1117,19 @@ def position_replay(
     scales = instrument_scales(instrument)
     version, applied = start, 0
     events = stream_events(stream, after_version=start, until=as_of).values_list("version", "data")
-    for version, data in events:  # noqa: B007 - the last version is the replay's version
-        state = apply_fill(
-            state,
-            side=data["side"],
-            quantity=Decimal(data["quantity"]),
-            price=Decimal(data["price"]),
-            fee=Decimal(data["fee"]),
-            ts=_parse_ts(data["ts"]),
-            scales=scales,
-            exit_reason=data["exit_reason"],
-        ).current
-        applied += 1
+    with localcontext(prec=PRECISION):  # once, rather than once per fill in apply_fill
+        for version, data in events:  # noqa: B007 - the last version is the replay's version
+            state = apply_fill(
+                state,
+                side=data["side"],
+                quantity=Decimal(data["quantity"]),
+                price=Decimal(data["price"]),
+                fee=Decimal(data["fee"]),
+                ts=_parse_ts(data["ts"]),
+                scales=scales,
+                exit_reason=data["exit_reason"],
+            ).current
+            applied += 1
     return Replay(
         stream=stream,
         state=state,
