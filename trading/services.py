@@ -706,12 +706,12 @@ def _fills_save(owner: User, fills: list[FillInput], *, audit: bool) -> list[int
         for f in fills
     ]
     try:
-        with transaction.atomic():
-            if audit:
-                for row in rows:
-                    row.save(force_insert=True)
-            else:
-                Fill.objects.bulk_create(rows, batch_size=2000)
+        # No savepoint: the error propagates, and the caller's transaction rolls back whole.
+        if audit:
+            for row in rows:
+                row.save(force_insert=True)
+        else:
+            Fill.objects.bulk_create(rows, batch_size=2000)
     except IntegrityError as exc:
         # A concurrent request recorded one of these venue trade ids for another order.
         raise _DuplicateRace from exc
