@@ -300,7 +300,9 @@ def _event(row: ChainedRow, now: datetime) -> Event:
     )
 
 
-@transaction.atomic
+# Appends inside a caller's transaction take no savepoint of their own (two round trips):
+# an error rolls back the caller's whole transaction, which is what every caller wants.
+@transaction.atomic(savepoint=False)
 def events_append(
     new_events: Sequence[NewEvent], *, created_at: datetime | None = None
 ) -> list[Event]:
@@ -320,8 +322,6 @@ def events_append(
 EVENT_COLUMNS = ["stream", "version", "type", "data", "metadata", "prev_hash", "hash", "created_at"]
 
 
-# Inside a caller's transaction, no savepoint of its own: an error rolls back the caller's
-# whole transaction, which is what every caller wants, and the append saves two round trips.
 @transaction.atomic(savepoint=False)
 def events_ingest(
     new_events: Iterable[NewEvent], *, streams: Iterable[str], created_at: datetime

@@ -274,7 +274,7 @@ def trades_closed_record(trades: Iterable[Trade]) -> None:
     for trade in closed:
         by_series.setdefault(_series_key(trade), []).append(trade)
         by_owner.setdefault((trade.owner_id, exit_day(trade.exit_time)), []).append(trade)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # an error rolls the caller back whole
         _record_series(by_series)
         _record_owners(by_owner)
 

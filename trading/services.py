@@ -736,7 +736,7 @@ def _fills_copying(lines: list[str]) -> Iterator[None]:
     """Send fill rows, formatted as FILL_COLUMNS with ids from `reserve_ids`, by COPY; the
     block runs while the server stores them, and leaving it waits until they are stored."""
     try:
-        with transaction.atomic(), copy_text_into(Fill, FILL_COLUMNS) as write:
+        with copy_text_into(Fill, FILL_COLUMNS) as write:
             write("".join(lines))
             yield
     except IntegrityError as exc:
