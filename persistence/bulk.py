@@ -13,10 +13,11 @@ import gc
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.db import connection
 from django.db.models import Field, JSONField, Model
 
@@ -185,8 +186,11 @@ def _column(field: Field[Any, Any]) -> str:
 def bulk_update_rows(objs: Sequence[Model], fields: Sequence[str]) -> None:
     """`Model.objects.bulk_update(objs, fields)` as one statement on PostgreSQL.
 
-    Each field's values travel as one typed array, so the statement's size does not grow
-    with the number of rows and nothing is built per row but the arrays.
+    The rows travel as one JSON parameter that the server turns into typed records
+    (`jsonb_to_recordset`), so the statement's size does not grow with the number of rows.
+    An array parameter per field would be quoted by the driver element by element, in
+    Python. Values go as JSON strings where JSON has no exact type (Decimal, datetime),
+    and the server reads them with the columns' own input functions.
     """
     if not objs:
         return
@@ -199,18 +203,41 @@ def bulk_update_rows(objs: Sequence[Model], fields: Sequence[str]) -> None:
     targets: list[Field[Any, Any]] = [meta.get_field(name) for name in fields]  # type: ignore[misc]
     quote = connection.ops.quote_name
     columns = [pk, *targets]
-    arrays = [
-        [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objs]
-        for field in columns
+    rows = [
+        {
+            f"c{i}": _json_value(field.get_db_prep_save(getattr(obj, field.attname), connection))
+            for i, field in enumerate(columns)
+        }
+        for obj in objs
     ]
-    source = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in columns)
-    names = ", ".join(f"c{i}" for i in range(len(columns)))
+    record = ", ".join(f"c{i} {field.cast_db_type(connection)}" for i, field in enumerate(columns))
     assignments = ", ".join(f"{quote(_column(f))} = v.c{i}" for i, f in enumerate(targets, 1))
     table = quote(meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            # Identifiers come from the model, quoted; every value is a parameter.
-            f"UPDATE {table} SET {assignments} FROM unnest({source}) AS v({names}) "  # noqa: S608
+            # Identifiers come from the model, quoted; every value is in the one parameter.
+            f"UPDATE {table} SET {assignments} "  # noqa: S608
+            f"FROM jsonb_to_recordset(%s::jsonb) AS v({record}) "
             f"WHERE {table}.{quote(_column(pk))} = v.c0",
-            arrays,
+            [orjson.dumps(rows).decode()],
         )
+
+
+def _json_value(value: Any) -> Any:
+    """A prepared column value as JSON: exact types as strings, which the server parses."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if kind is Decimal:
+        return str(value)
+    if isinstance(value, int):  # the driver's sized ints (Int4 and the like)
+        return int(value)
+    if kind is datetime:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} for an aware column")
+        return value.isoformat()
+    if kind is date:
+        return value.isoformat()
+    if isinstance(value, str):  # choices enums are str subclasses
+        return str(value)
+    raise TypeError(f"cannot send a {kind.__name__} as JSON for an update")
