@@ -44,9 +44,8 @@ from persistence.events import (
     events_ingest,
     latest_events,
     lock_streams,
-    snapshot_latest,
     snapshots_store,
-    stream_events,
+    stream_tail,
     stream_versions,
 )
 from persistence.models import Event, Snapshot
@@ -1111,14 +1110,14 @@ def position_replay(
     the first event when `use_snapshot` is off. The recorded states inside the events are
     not read: the replay recomputes every fill.
     """
-    snapshot = snapshot_latest(stream, as_of=as_of) if use_snapshot else None
-    state = PositionState.from_json(snapshot.state["position"]) if snapshot else PositionState()
-    start = snapshot.version if snapshot else 0
+    tail = stream_tail(stream, as_of=as_of, use_snapshot=use_snapshot)
+    snapshot = tail.snapshot_state
+    state = PositionState.from_json(snapshot["position"]) if snapshot else PositionState()
+    start = tail.snapshot_version
     scales = instrument_scales(instrument)
     version, applied = start, 0
-    events = stream_events(stream, after_version=start, until=as_of).values_list("version", "data")
     with localcontext(prec=PRECISION):  # once, rather than once per fill in apply_fill
-        for version, data in events:  # noqa: B007 - the last version is the replay's version
+        for version, data in tail.events:  # noqa: B007 - the last version is the replay's
             state = apply_fill(
                 state,
                 side=data["side"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from unittest.mock import patch
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -394,6 +397,39 @@ def test_a_batch_with_many_snapshots_stores_each_one_anchored(user, instrument, 
     full = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
     assert from_snapshot.from_snapshot == 120
     assert from_snapshot.state == full.state
+
+
+def test_replays_as_of_a_time_pick_the_snapshot_and_events_recorded_by_then(
+    user, instrument, settings
+):
+    # Fills recorded at known times, a snapshot every two events: an as-of replay takes
+    # the newest snapshot and the events recorded at or before the time, to the
+    # microsecond, and agrees with a full replay to the same time.
+    settings.LEDGER_SNAPSHOT_EVERY = 2
+    buy = submit(user, instrument, "buy", "20")
+    recorded = [T0 + timedelta(minutes=n, microseconds=n * 7) for n in range(1, 6)]
+    for n, at in enumerate(recorded, 1):
+        with patch("django.utils.timezone.now", return_value=at):
+            fills_record(owner=user, fills=[FillInput(buy.pk, f"t-{n}", D(n), D(100 + n), T0)])
+    stream = position_stream(owner_id=user.pk, strategy_id=None, symbol="BTCUSDT")
+    tiny = timedelta(microseconds=1)
+    for as_of, fills, snapshot in [
+        (recorded[0] - tiny, 0, 0),
+        (recorded[0], 1, 0),
+        (recorded[2], 3, 2),
+        (recorded[3] - tiny, 3, 2),
+        (recorded[3], 4, 4),
+        (recorded[4], 5, 4),
+    ]:
+        # The same instant in another zone selects the same history.
+        for when in (as_of, as_of.astimezone(ZoneInfo("Asia/Tokyo"))):
+            replay = position_replay(stream=stream, instrument=instrument, as_of=when)
+            full = position_replay(
+                stream=stream, instrument=instrument, as_of=when, use_snapshot=False
+            )
+            assert (replay.version, replay.from_snapshot) == (fills, snapshot), when
+            assert replay.state == full.state
+            assert replay.state.quantity == sum(D(n) for n in range(1, fills + 1))
 
 
 def test_a_large_batch_takes_the_copy_path_and_stays_exact(user, instrument):
