@@ -2,9 +2,10 @@
 
 Django's `bulk_create` and `bulk_update` are portable but slow for machine-speed ingest:
 the first sends rows as INSERT parameters, the second builds one CASE WHEN per row and
-field. These helpers do the same on PostgreSQL with COPY and `UPDATE ... FROM unnest(...)`.
-The COPY helpers are PostgreSQL-only (callers choose `bulk_create` elsewhere);
-`bulk_update_rows` falls back to Django's `bulk_update` by itself.
+field. These helpers do the same on PostgreSQL with COPY and
+`UPDATE ... FROM jsonb_to_recordset(...)`. The COPY helpers and `reserve_ids` are
+PostgreSQL-only (callers choose `bulk_create` elsewhere); `insert_models` and
+`bulk_update_rows` fall back to Django's `bulk_create` and `bulk_update` by themselves.
 """
 
 from __future__ import annotations
