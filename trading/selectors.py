@@ -68,9 +68,10 @@ def position_list(*, user: User) -> QuerySet[Position]:
     return _scoped(Position.objects.select_related("instrument", "strategy"), user)
 
 
-# What a trade row shows (trading.api.TradeSerializer), for the ledger's biggest list: each
-# row builds one Trade with these columns and the symbol as an annotation, rather than
-# three full instances (trade, instrument, strategy).
+# What a trade row shows (trading.api.TradeSerializer), for the ledger's biggest list: these
+# columns and the symbol as an annotation, rather than three full instances (trade,
+# instrument, strategy). The list reads them as dicts (.values()); a single trade as one
+# Trade with only these columns loaded.
 TRADE_ROW_FIELDS = (
     "id",
     "owner_id",
