@@ -25,6 +25,7 @@ Decimals as strings so that events carry them without loss.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
@@ -70,6 +71,15 @@ def _places(value: Decimal) -> int:
 
 
 _EXACT = Context(prec=PRECISION, rounding=ROUND_HALF_EVEN)
+
+
+def exact_context() -> AbstractContextManager[Any]:
+    """The ledger's decimal context (PRECISION digits) for a block of arithmetic.
+
+    Nothing to enter when the caller is in it already: bulk paths set it once per batch,
+    and entering another for every fill costs about a microsecond.
+    """
+    return nullcontext() if getcontext().prec == PRECISION else localcontext(prec=PRECISION)
 
 
 def _round(value: Decimal, scale: Decimal) -> Decimal:
@@ -204,52 +214,41 @@ def apply_fill(
     """Apply one fill to the current life; return a new state, never mutate the old one."""
     if quantity <= 0 or price <= 0 or fee < 0:
         raise AccountingError("quantity and price must be positive, fee non-negative")
-    if getcontext().prec == PRECISION:  # a bulk caller set the context once for the batch
-        return _apply(state, side, quantity, price, fee, ts, scales, exit_reason)
-    with localcontext(prec=PRECISION):
-        return _apply(state, side, quantity, price, fee, ts, scales, exit_reason)
+    with exact_context():
+        signed = quantity if side == "buy" else -quantity
+        current = state.copy()
+        if not current.is_open:
+            current = PositionState(life=state.life + 1, opened_at=ts)
+        if current.quantity == 0 or (current.quantity > 0) == (signed > 0):
+            _grow(current, signed=signed, price=price, fee=fee, scales=scales)
+            return FillApplied(None, current, ZERO)
 
+        held = abs(current.quantity)
+        if quantity <= held:
+            realized = _reduce(
+                current, quantity=quantity, price=price, fee=fee, ts=ts, scales=scales
+            )
+            if current.quantity == 0:
+                current.exit_reason = exit_reason
+                return FillApplied(current, current, realized)
+            return FillApplied(None, current, realized)
 
-def _apply(
-    state: PositionState,
-    side: str,
-    quantity: Decimal,
-    price: Decimal,
-    fee: Decimal,
-    ts: datetime,
-    scales: Scales,
-    exit_reason: str,
-) -> FillApplied:
-    signed = quantity if side == "buy" else -quantity
-    current = state.copy()
-    if not current.is_open:
-        current = PositionState(life=state.life + 1, opened_at=ts)
-    if current.quantity == 0 or (current.quantity > 0) == (signed > 0):
-        _grow(current, signed=signed, price=price, fee=fee, scales=scales)
-        return FillApplied(None, current, ZERO)
-
-    held = abs(current.quantity)
-    if quantity <= held:
-        realized = _reduce(current, quantity=quantity, price=price, fee=fee, ts=ts, scales=scales)
-        if current.quantity == 0:
-            current.exit_reason = exit_reason
-            return FillApplied(current, current, realized)
-        return FillApplied(None, current, realized)
-
-    # Through zero: close this life with part of the fill, open the next with the rest.
-    closing_fee = _round(fee * held / quantity, scales.notional)
-    realized = _reduce(current, quantity=held, price=price, fee=closing_fee, ts=ts, scales=scales)
-    current.exit_reason = "reversal"
-    opened = PositionState(life=current.life + 1, opened_at=ts)
-    rest = quantity - held
-    _grow(
-        opened,
-        signed=rest if signed > 0 else -rest,
-        price=price,
-        fee=fee - closing_fee,
-        scales=scales,
-    )
-    return FillApplied(current, opened, realized)
+        # Through zero: close this life with part of the fill, open the next with the rest.
+        closing_fee = _round(fee * held / quantity, scales.notional)
+        realized = _reduce(
+            current, quantity=held, price=price, fee=closing_fee, ts=ts, scales=scales
+        )
+        current.exit_reason = "reversal"
+        opened = PositionState(life=current.life + 1, opened_at=ts)
+        rest = quantity - held
+        _grow(
+            opened,
+            signed=rest if signed > 0 else -rest,
+            price=price,
+            fee=fee - closing_fee,
+            scales=scales,
+        )
+        return FillApplied(current, opened, realized)
 
 
 def _grow(

@@ -56,6 +56,7 @@ from trading.accounting import (
     Scales,
     apply_fill,
     average_price,
+    exact_context,
     utc_isoformat,
 )
 from trading.models import (
@@ -111,7 +112,7 @@ def instrument_scales(instrument: Instrument) -> Scales:
 
 
 def _on_grid(value: Decimal, step: Decimal) -> bool:
-    with localcontext(prec=PRECISION):
+    with exact_context():
         return value % step == 0
 
 
@@ -684,7 +685,7 @@ def fill_validate(
     probe = FillInput(
         order_id=order.pk, venue_trade_id="", quantity=quantity, price=price, ts=ts, fee=fee
     )
-    with localcontext(prec=PRECISION):
+    with localcontext(prec=PRECISION):  # as the batch path runs it
         conflict, problem = _fill_error(order, order.instrument, probe)
     if problem or conflict:
         raise ValidationError(problem or conflict)
@@ -744,17 +745,14 @@ def _fills_copying(lines: list[str]) -> Iterator[None]:
 
 
 def _fill_error(order: Order, instrument: Instrument, fill: FillInput) -> tuple[str, str]:
-    """(conflict, invalid): what the order's state forbids, and what is malformed.
-
-    Runs in a decimal context of `PRECISION` digits, set once by the caller.
-    """
+    """(conflict, invalid): what the order's state forbids, and what is malformed."""
     if fill.quantity <= 0:
         return "", "quantity must be positive"
-    if fill.quantity % instrument.quantity_step:
+    if not _on_grid(fill.quantity, instrument.quantity_step):
         return "", f"quantity must be a multiple of the quantity step {instrument.quantity_step}"
     if fill.price <= 0:
         return "", "price must be positive"
-    if fill.price % instrument.price_tick:
+    if not _on_grid(fill.price, instrument.price_tick):
         return "", f"price must be a multiple of the price tick {instrument.price_tick}"
     if fill.fee < 0:
         return "", "fee must not be negative"
