@@ -490,6 +490,19 @@ class _DuplicateRace(Exception):
     pass
 
 
+class _FillText(NamedTuple):
+    """A fill's values as its event and its COPY row write them: made once per fill."""
+
+    quantity: str
+    price: str
+    fee: str
+    ts: str  # UTC
+
+    @classmethod
+    def of(cls, fill: FillInput) -> _FillText:
+        return cls(str(fill.quantity), str(fill.price), str(fill.fee), utc_isoformat(fill.ts))
+
+
 @dataclass
 class _OrderBook:
     order: Order
@@ -574,6 +587,75 @@ def _fills_record_atomic(
     order_books = {pk: _OrderBook.of(o) for pk, o in orders.items()}
     positions = _position_books(owner=owner, orders=orders, streams=streams)
 
+    now = timezone.now()
+    owner_id, stamp = owner.pk, now.isoformat()
+    texts = [_FillText.of(fill) for _, fill in fresh]
+    # Large batches on PostgreSQL COPY their fills before anything else, with ids taken
+    # first: the server stores them while the batch is checked. A fill the checks reject
+    # raises, and takes the whole transaction, rows and all, with it.
+    by_copy = not audit and len(fresh) >= COPY_THRESHOLD and connection.vendor == "postgresql"
+    if by_copy:
+        fill_ids = reserve_ids(Fill, len(fresh))
+        rows = "".join(
+            f"{fill_id}\t{f.order_id}\t{owner_id}\t{copy_text(f.venue_trade_id)}\t"
+            f"{t.quantity}\t{t.price}\t{t.fee}\t{t.ts}\t{stamp}\n"
+            for fill_id, (_, f), t in zip(fill_ids, fresh, texts, strict=True)
+        )
+        with _fills_copying(rows):
+            accepted = _fills_checked(fills, fresh, order_books)
+    else:
+        accepted = _fills_checked(fills, fresh, order_books)
+        fill_ids = _fills_save(owner, [fill for fill, _ in accepted], audit=audit)
+
+    meta = _metadata(actor, source)
+    every = settings.LEDGER_SNAPSHOT_EVERY
+
+    def fill_events() -> Iterator[NewEvent]:
+        # Consumed while COPY streams the events: each fill is applied to its position
+        # as the server stores the events before it.
+        for index, (fill_id, (fill, order_after), text) in enumerate(
+            zip(fill_ids, accepted, texts, strict=True)
+        ):
+            book = positions[streams[fill.order_id]]
+            event = _position_apply(
+                book,
+                order=order_books[fill.order_id],
+                order_after=order_after,
+                fill=fill,
+                fill_id=fill_id,
+                text=text,
+                metadata=meta,
+            )
+            if every > 0 and book.version % every == 0:
+                book.due.append((index, book.version, book.state.to_json()))
+            yield event
+
+    with localcontext(prec=PRECISION):
+        hashes = events_ingest(fill_events(), streams=positions.keys(), created_at=now)
+    projections = _projections(order_books, positions)
+    _write_projections(projections, audit=audit)
+    trades_closed_record(
+        trade
+        for book in positions.values()
+        for trade in book.trades.values()
+        if trade.status == Trade.Status.CLOSED
+    )
+    _heads_write(positions.values(), now)
+    _snapshot_due(positions.values(), hashes, now)
+    result.recorded = [
+        RecordedFill(pk=pk, order_id=fill.order_id, venue_trade_id=fill.venue_trade_id)
+        for pk, (fill, _) in zip(fill_ids, accepted, strict=True)
+    ]
+    return result
+
+
+def _fills_checked(
+    fills: Sequence[FillInput],
+    fresh: list[tuple[int, FillInput]],
+    order_books: dict[int, _OrderBook],
+) -> list[tuple[FillInput, dict[str, str]]]:
+    """Check each fresh fill against its order and add it to the order; return each with
+    its order's state after it. Raises, naming every fill's index, if any is refused."""
     conflicts: dict[str, str] = {}
     invalid: dict[str, str] = {}
     accepted: list[tuple[FillInput, dict[str, str]]] = []
@@ -596,68 +678,7 @@ def _fills_record_atomic(
             errors=conflicts,
             **({"status": order_books[fills[0].order_id].order.status} if single else {}),
         )
-
-    now = timezone.now()
-    # Large batches on PostgreSQL COPY their fills, with ids taken first: each fill's event
-    # names it, and its row is written from the strings its event was made of.
-    by_copy = not audit and len(accepted) >= COPY_THRESHOLD and connection.vendor == "postgresql"
-    fill_lines: list[str] = []
-    if by_copy:
-        fill_ids = reserve_ids(Fill, len(accepted))
-    else:
-        fill_ids = _fills_save(owner, [fill for fill, _ in accepted], audit=audit)
-
-    meta = _metadata(actor, source)
-    every = settings.LEDGER_SNAPSHOT_EVERY
-    owner_id, stamp = owner.pk, now.isoformat()
-
-    def fill_events() -> Iterator[NewEvent]:
-        # Consumed while COPY streams the events: each fill is applied to its position
-        # as the server stores the events before it.
-        for index, (fill_id, (fill, order_after)) in enumerate(
-            zip(fill_ids, accepted, strict=True)
-        ):
-            book = positions[streams[fill.order_id]]
-            event = _position_apply(
-                book,
-                order=order_books[fill.order_id],
-                order_after=order_after,
-                fill=fill,
-                fill_id=fill_id,
-                metadata=meta,
-            )
-            if every > 0 and book.version % every == 0:
-                book.due.append((index, book.version, book.state.to_json()))
-            if by_copy:
-                data = event.data
-                fill_lines.append(
-                    f"{fill_id}\t{fill.order_id}\t{owner_id}\t{copy_text(fill.venue_trade_id)}\t"
-                    f"{data['quantity']}\t{data['price']}\t{data['fee']}\t{data['ts']}\t{stamp}\n"
-                )
-            yield event
-
-    with localcontext(prec=PRECISION):
-        hashes = events_ingest(fill_events(), streams=positions.keys(), created_at=now)
-    if by_copy:
-        with _fills_copying(fill_lines):
-            # While the server stores the fills, work out what the batch projects to.
-            projections = _projections(order_books, positions)
-    else:
-        projections = _projections(order_books, positions)
-    _write_projections(projections, audit=audit)
-    trades_closed_record(
-        trade
-        for book in positions.values()
-        for trade in book.trades.values()
-        if trade.status == Trade.Status.CLOSED
-    )
-    _heads_write(positions.values(), now)
-    _snapshot_due(positions.values(), hashes, now)
-    result.recorded = [
-        RecordedFill(pk=pk, order_id=fill.order_id, venue_trade_id=fill.venue_trade_id)
-        for pk, (fill, _) in zip(fill_ids, accepted, strict=True)
-    ]
-    return result
+    return accepted
 
 
 def _known_venue_trade_ids(owner: User, venue_trade_ids: list[str]) -> set[str]:
@@ -732,12 +753,13 @@ FILL_COLUMNS = [
 
 
 @contextmanager
-def _fills_copying(lines: list[str]) -> Iterator[None]:
-    """Send fill rows, formatted as FILL_COLUMNS with ids from `reserve_ids`, by COPY; the
-    block runs while the server stores them, and leaving it waits until they are stored."""
+def _fills_copying(rows: str) -> Iterator[None]:
+    """Send fill rows (COPY text lines of FILL_COLUMNS, with ids from `reserve_ids`) by COPY;
+    the block runs while the server stores them, and leaving it waits until they are stored.
+    An exception in the block abandons the COPY and propagates."""
     try:
         with copy_text_into(Fill, FILL_COLUMNS) as write:
-            write("".join(lines))
+            write(rows)
             yield
     except IntegrityError as exc:
         # A concurrent request recorded one of these venue trade ids for another order.
@@ -869,6 +891,7 @@ def _position_apply(
     order_after: dict[str, str],
     fill: FillInput,
     fill_id: int,
+    text: _FillText,
     metadata: dict[str, Any],
 ) -> NewEvent:
     """Apply one fill to its position; return its `FillRecorded` event, JSON-safe already.
@@ -904,10 +927,10 @@ def _position_apply(
         "strategy_id": book.strategy_id,
         "instrument_id": book.instrument.id,
         "side": side,
-        "quantity": str(fill.quantity),
-        "price": str(fill.price),
-        "fee": str(fill.fee),
-        "ts": utc_isoformat(fill.ts),
+        "quantity": text.quantity,
+        "price": text.price,
+        "fee": text.fee,
+        "ts": text.ts,
         "exit_reason": exit_hint,
         "realized_pnl": str(applied.realized_pnl),
         "order": order_after,

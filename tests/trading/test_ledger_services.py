@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 from unittest.mock import patch
@@ -20,6 +21,7 @@ from trading.models import Fill, Order, Position, PositionHead, Trade
 from trading.services import (
     FillInput,
     FillRejected,
+    FillsInvalid,
     LedgerConflict,
     fill_record,
     fills_record,
@@ -348,6 +350,40 @@ def test_bulk_is_all_or_nothing(user, instrument):
     assert list(excinfo.value.detail["errors"]) == ["1"]
     assert not Fill.objects.exists()
     assert not Event.objects.filter(type="FillRecorded").exists()
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        # Refused by the checks, though its row alone would store fine.
+        ({"quantity": D("2000")}, FillRejected, "exceeds the remaining"),
+        # Refused by the checks, and its row would break the table's own check too: the
+        # caller hears about the fill, not about the database.
+        ({"quantity": D("-1")}, FillsInvalid, "quantity must be positive"),
+    ],
+)
+def test_a_large_batch_with_one_refused_fill_writes_nothing(user, instrument, bad, error, message):
+    # On PostgreSQL a batch this size has its rows on their way to the server (by COPY)
+    # while it is checked; a refusal must still leave nothing behind and a usable connection.
+    order = submit(user, instrument, "buy", "1000")
+    items = [
+        FillInput(order.pk, f"r-{i}", D("1"), D("100"), T0) for i in range(COPY_THRESHOLD + 10)
+    ]
+    items[COPY_THRESHOLD] = dataclasses.replace(items[COPY_THRESHOLD], **bad)
+    with pytest.raises(error) as excinfo:
+        fills_record(owner=user, fills=items)
+    refusal = excinfo.value
+    errors = refusal.errors if isinstance(refusal, FillsInvalid) else refusal.detail["errors"]
+    assert [int(index) for index in errors] == [COPY_THRESHOLD]
+    assert message in str(next(iter(errors.values())))
+    assert not Fill.objects.exists()
+    assert not Event.objects.filter(type="FillRecorded").exists()
+    order.refresh_from_db()
+    assert order.filled_quantity == 0
+    # The connection carries on: the same batch without the bad fill goes in whole.
+    del items[COPY_THRESHOLD]
+    assert len(fills_record(owner=user, fills=items).recorded) == COPY_THRESHOLD + 9
+    assert ledger_verify().ok
 
 
 def test_bulk_refuses_another_users_order(user, other_user, instrument):
