@@ -995,7 +995,7 @@ def _projections(
 ) -> _Projections:
     """Project the batch onto the orders, positions and trades it changed, each row once.
 
-    Pure Python: the bulk path works this out while the server stores the batch's fills.
+    Pure Python, apart from the writing, which `_write_projections` does.
     """
     orders = []
     for book in order_books.values():
