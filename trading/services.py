@@ -590,9 +590,9 @@ def _fills_record_atomic(
     now = timezone.now()
     owner_id, stamp = owner.pk, now.isoformat()
     texts = [_FillText.of(fill) for _, fill in fresh]
-    # Large batches on PostgreSQL COPY their fills before anything else, with ids taken
-    # first: the server stores them while the batch is checked. A fill the checks reject
-    # raises, and takes the whole transaction, rows and all, with it.
+    # Large batches on PostgreSQL COPY their fills (ids taken first) before checking them
+    # and before any event: the server stores the rows while the batch is checked. A fill
+    # the checks refuse raises, and takes the whole transaction, rows and all, with it.
     by_copy = not audit and len(fresh) >= COPY_THRESHOLD and connection.vendor == "postgresql"
     if by_copy:
         fill_ids = reserve_ids(Fill, len(fresh))
