@@ -85,31 +85,44 @@ class EndFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__lt": _day_start(value + timedelta(days=1))})
 
 
-class SymbolFilter(django_filters.ModelMultipleChoiceFilter):
-    """Takes symbols, filters by the instruments' ids: no join on the history table."""
-
-    def get_filter_predicate(self, v: Instrument) -> dict[str, Any]:
-        return {self.field_name: v.pk}
-
-
-def _symbols(field_name: str) -> django_filters.ModelMultipleChoiceFilter:
-    return SymbolFilter(
-        field_name=field_name,
-        to_field_name="symbol",
-        queryset=Instrument.objects.all(),
-        distinct=False,
-        help_text="Instrument symbol; repeat for several.",
-    )
-
-
 MAX_ID = 2**63 - 1
 
 
-class _IdChoiceField(django_filters.fields.ModelMultipleChoiceField):
+class _KeysField(django_filters.fields.ModelMultipleChoiceField):
+    """Repeated values of the model's `to_field_name` (its id by default), cleaned to the
+    matching ids with one query of two columns: Django's field loads every matching
+    instance, and the list of a ledger table only needs their ids. An unknown value is a
+    400 naming it, with Django's message."""
+
+    def _check_values(self, value: Any) -> list[int]:
+        key = self.to_field_name or "pk"
+        try:
+            wanted = {str(v) for v in value}
+        except TypeError:
+            raise forms.ValidationError(
+                self.error_messages["invalid_list"], code="invalid_list"
+            ) from None
+        for text in wanted:
+            self.validate_no_null_characters(text)
+        found = {
+            str(k): pk
+            for k, pk in self.queryset.filter(**{f"{key}__in": wanted}).values_list(key, "pk")
+        }
+        for text in sorted(wanted):
+            if text not in found:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": text},
+                )
+        return sorted(found.values())
+
+
+class _IdsField(_KeysField):
     """Ids are checked as numbers in the database's range before any query: an id that is
     not a number, or too large for a BIGINT, is a 400 naming it rather than a 500."""
 
-    def _check_values(self, value: Any) -> Any:
+    def _check_values(self, value: Any) -> list[int]:
         for raw in value:
             text = str(raw)
             if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
@@ -117,15 +130,35 @@ class _IdChoiceField(django_filters.fields.ModelMultipleChoiceField):
         return super()._check_values(value)
 
 
-class IdMultipleChoiceFilter(django_filters.ModelMultipleChoiceFilter):
-    field_class = _IdChoiceField
+class KeysFilter(django_filters.ModelMultipleChoiceFilter):
+    """Any of the given objects (by symbol, id...), filtered by their ids: no join on the
+    history table, and the form's cleaned value is the list of ids."""
+
+    field_class = _KeysField
+
+    def filter(self, qs: QuerySet[Any], value: list[int]) -> QuerySet[Any]:
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.field_name}__in": value})
 
 
-def _strategies(field_name: str) -> django_filters.ModelMultipleChoiceFilter:
-    return IdMultipleChoiceFilter(
+class IdsFilter(KeysFilter):
+    field_class = _IdsField
+
+
+def _symbols(field_name: str) -> KeysFilter:
+    return KeysFilter(
+        field_name=field_name,
+        to_field_name="symbol",
+        queryset=Instrument.objects.all(),
+        help_text="Instrument symbol; repeat for several.",
+    )
+
+
+def _strategies(field_name: str) -> KeysFilter:
+    return IdsFilter(
         field_name=field_name,
         queryset=Strategy.objects.all(),
-        distinct=False,
         help_text="Strategy id; repeat for several.",
     )
 
@@ -143,7 +176,25 @@ def _range(field_name: str) -> tuple[StartFilter, EndFilter]:
     )
 
 
-class OrderFilter(django_filters.FilterSet):
+_FORM_CLASSES: dict[type[django_filters.FilterSet], type[forms.Form]] = {}
+
+
+class LedgerFilterSet(django_filters.FilterSet):
+    """A FilterSet whose form class is made once per FilterSet class, not once per request.
+
+    django-filter makes a new form class, with new fields, for every request; no filter
+    here depends on the request, so the first one serves them all. Each form still gets
+    its own copies of the fields, as every Django form does.
+    """
+
+    def get_form_class(self) -> type[forms.Form]:
+        form = _FORM_CLASSES.get(type(self))
+        if form is None:
+            form = _FORM_CLASSES[type(self)] = super().get_form_class()
+        return form
+
+
+class OrderFilter(LedgerFilterSet):
     symbol = _symbols("instrument")
     strategy = _strategies("strategy")
     status = _choices("status", OrderStatus.choices, "Order status; repeat for several.")
@@ -153,7 +204,7 @@ class OrderFilter(django_filters.FilterSet):
     start, end = _range("created_at")
 
 
-class FillFilter(django_filters.FilterSet):
+class FillFilter(LedgerFilterSet):
     symbol = _symbols("order__instrument")
     strategy = _strategies("order__strategy")
     side = _choices("order__side", Side.choices, "buy or sell")
@@ -162,14 +213,14 @@ class FillFilter(django_filters.FilterSet):
     start, end = _range("ts")
 
 
-class PositionFilter(django_filters.FilterSet):
+class PositionFilter(LedgerFilterSet):
     symbol = _symbols("instrument")
     strategy = _strategies("strategy")
     status = _choices("status", PositionStatus.choices, "open or closed")
     start, end = _range("opened_at")
 
 
-class TradeFilter(django_filters.FilterSet):
+class TradeFilter(LedgerFilterSet):
     symbol = _symbols("instrument")
     strategy = _strategies("strategy")
     status = _choices("status", TradeStatus.choices, "open or closed")
@@ -178,7 +229,7 @@ class TradeFilter(django_filters.FilterSet):
     start, end = _range("entry_time")
 
 
-class EventFilter(django_filters.FilterSet):
+class EventFilter(LedgerFilterSet):
     stream = django_filters.CharFilter(field_name="stream", help_text="Exact stream name.")
     type = django_filters.CharFilter(field_name="type")
     after = django_filters.NumberFilter(
@@ -191,7 +242,7 @@ class EventFilter(django_filters.FilterSet):
     start, end = _range("created_at")
 
 
-class AuditFilter(django_filters.FilterSet):
+class AuditFilter(LedgerFilterSet):
     model = django_filters.CharFilter(
         method="filter_model",
         help_text="app_label.model, e.g. trading.order",

@@ -207,6 +207,43 @@ def test_trade_filters_and_cursor_pages(api_client, user, instrument):
     assert len(set(ids)) == 4
 
 
+def test_symbol_and_strategy_filters_name_each_unknown_value(api_client, user, instrument):
+    strategy = StrategyFactory(owner=user, instrument=instrument)
+    trade(user, instrument, "buy", "1", "100", strategy=strategy)
+    trade(user, instrument, "buy", "1", "100")
+    mixed = api_client.get("/api/v1/trades/?symbol=BTCUSDT&symbol=NOPE")
+    assert mixed.status_code == 400
+    [message] = mixed.json()["symbol"]
+    assert "NOPE" in message and "BTCUSDT" not in message
+    unknown = api_client.get(f"/api/v1/trades/?strategy={strategy.pk + 1000}")
+    assert unknown.status_code == 400
+    assert str(strategy.pk + 1000) in unknown.json()["strategy"][0]
+    both = api_client.get(f"/api/v1/trades/?symbol=BTCUSDT&strategy={strategy.pk}").json()
+    assert [t["strategy"] for t in both["results"]] == [strategy.pk]
+
+
+def test_a_filtered_trade_page_is_two_queries(
+    api_client, user, instrument, django_assert_num_queries
+):
+    """The symbols' ids in one query, then the page."""
+    trade(user, instrument, "buy", "1", "100")
+    with django_assert_num_queries(2):
+        response = api_client.get("/api/v1/trades/?symbol=BTCUSDT&status=open&limit=10")
+    assert [t["symbol"] for t in response.json()["results"]] == ["BTCUSDT"]
+
+
+def test_filtersets_share_a_form_class_not_its_fields():
+    from django.http import QueryDict
+
+    from trading.filters import TradeFilter
+
+    one = TradeFilter(QueryDict("symbol=A"), queryset=Trade.objects.none()).form
+    two = TradeFilter(QueryDict("symbol=B"), queryset=Trade.objects.none()).form
+    assert type(one) is type(two)
+    assert one.fields["symbol"] is not two.fields["symbol"]
+    assert (one.data["symbol"], two.data["symbol"]) == ("A", "B")
+
+
 def test_positions_filter_by_status(api_client, user, instrument):
     trade(user, instrument, "buy", "1", "100")
     trade(user, instrument, "sell", "3", "110")
