@@ -545,7 +545,9 @@ class FillViewSet(
 
     def _order(self, order_id: int) -> Order:
         # Only the caller's own orders take fills: anyone else's is "not found".
-        order = Order.objects.select_related("owner").filter(pk=order_id, owner=_user(self.request))
+        order = Order.objects.select_related("owner", "instrument").filter(
+            pk=order_id, owner=_user(self.request)
+        )
         found = order.first()
         if found is None:
             raise ValidationError({"order": "No such order."})
@@ -563,10 +565,12 @@ class FillViewSet(
         payload = FillCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        fill, created = services.fill_record(
-            order=self._order(data.pop("order")), actor=_user(request), **data
-        )
-        fill = self.get_queryset().get(pk=fill.pk)
+        order = self._order(data.pop("order"))
+        fill, created = services.fill_record(order=order, actor=_user(request), **data)
+        if fill.order_id == order.pk:
+            fill.order = order  # its symbol and side, as the response shows them
+        else:  # a known venue trade id, recorded for another of the caller's orders
+            fill = self.get_queryset().get(pk=fill.pk)
         fill.duplicate = not created  # type: ignore[attr-defined]
         return Response(
             FillCreatedSerializer(fill).data,

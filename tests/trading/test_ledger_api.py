@@ -128,6 +128,25 @@ def test_post_fill_then_replay_it(api_client, user, instrument):
     assert Position.objects.get(owner=user).quantity == D("1")
 
 
+def test_a_venue_id_replayed_on_another_order_answers_with_the_recorded_fill(
+    api_client, user, instrument
+):
+    eth = InstrumentFactory(symbol="ETHUSDT", price_tick=D("0.01"), quantity_step=D("0.001"))
+    btc_order = submit(user, instrument, "buy", "2")
+    eth_order = submit(user, eth, "sell", "2")
+    first = api_client.post("/api/v1/fills/", fill_payload(btc_order), format="json")
+    again = api_client.post("/api/v1/fills/", fill_payload(eth_order), format="json")
+    assert again.status_code == 200
+    body = again.json()
+    assert body["duplicate"] is True
+    assert (body["id"], body["order"], body["symbol"], body["side"]) == (
+        first.json()["id"],
+        btc_order.pk,
+        "BTCUSDT",
+        "buy",
+    )
+
+
 def test_overfill_is_409(api_client, user, instrument):
     order = submit(user, instrument, "buy", "1")
     response = api_client.post("/api/v1/fills/", fill_payload(order, quantity="2"), format="json")
