@@ -689,11 +689,14 @@ def _known_venue_trade_ids(owner: User, venue_trade_ids: list[str]) -> set[str]:
     # One JSON parameter instead of an IN list of thousands of placeholders, or an array
     # parameter, which the driver would quote element by element in Python.
     with connection.cursor() as cursor:
-        # A join, so each id is one probe of the (owner, venue id) index whatever the plan's
-        # estimates; an array from a subquery can end up searched row by row.
+        # Each id is one probe of the (owner, venue id) index, whatever the table's size and
+        # statistics. A plain join let the planner, with statistics older than a bulk
+        # ingest, hash every fill of the owner to look up one id (48 ms at 100,000 fills);
+        # LIMIT 1 keeps the lateral subquery from being flattened into such a join.
         cursor.execute(
             "SELECT f.venue_trade_id FROM jsonb_array_elements_text(%s::jsonb) AS v(id) "
-            "JOIN trading_fill f ON f.owner_id = %s AND f.venue_trade_id = v.id",
+            "CROSS JOIN LATERAL (SELECT venue_trade_id FROM trading_fill "
+            "WHERE owner_id = %s AND venue_trade_id = v.id LIMIT 1) AS f",
             [orjson.dumps(venue_trade_ids).decode(), owner.pk],
         )
         return {row[0] for row in cursor.fetchall()}

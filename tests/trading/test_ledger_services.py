@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from unittest.mock import patch
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from persistence.bulk import COPY_THRESHOLD
 from persistence.events import ledger_verify
@@ -23,6 +25,7 @@ from trading.services import (
     FillRejected,
     FillsInvalid,
     LedgerConflict,
+    _known_venue_trade_ids,
     fill_record,
     fills_record,
     order_cancel,
@@ -581,3 +584,40 @@ def test_the_database_holds_each_fill_to_its_orders_owner(user, other_user, inst
         cursor.execute("SET CONSTRAINTS fill_order_owner_fk IMMEDIATE")
     with pytest.raises(IntegrityError), transaction.atomic():
         row.save(force_insert=True)
+
+
+def _plan_nodes(node: dict) -> Iterator[dict]:  # type: ignore[type-arg]
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.postgres_only
+def test_known_venue_ids_are_index_probes_however_stale_the_statistics(user, instrument):
+    """A bulk ingest grows the fills faster than autovacuum analyses them. Finding the known
+    venue ids must not depend on the statistics: with old ones, a plain join hashed every
+    fill of the owner to look up one id."""
+    order = submit(user, instrument, "buy", "100000")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE trading_fill")  # the statistics of an almost empty table,
+        cursor.execute(  # then a bulk load they know nothing of
+            "INSERT INTO trading_fill (order_id, owner_id, venue_trade_id, quantity, price, "
+            "fee, ts, created_at) SELECT %s, %s, 'bulk-' || g, 1, 1, 0, now(), now() "
+            "FROM generate_series(1, 50000) AS g",
+            [order.pk, user.pk],
+        )
+    with CaptureQueriesContext(connection) as queries:
+        assert _known_venue_trade_ids(user, ["bulk-7", "new-1"]) == {"bulk-7"}
+    [sql] = [query["sql"] for query in queries.captured_queries]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
+        [[plan]] = cursor.fetchone()
+    fill_scans = [
+        node
+        for node in _plan_nodes(plan["Plan"])
+        if node.get("Relation Name") == Fill._meta.db_table
+    ]
+    assert fill_scans
+    for node in fill_scans:
+        assert node["Node Type"] in ("Index Scan", "Index Only Scan"), node
+        assert "venue_trade_id" in node.get("Index Cond", ""), node
