@@ -94,6 +94,11 @@ class _KeysField(django_filters.fields.ModelMultipleChoiceField):
     instance, and the list of a ledger table only needs their ids. An unknown value is a
     400 naming it, with Django's message."""
 
+    def clean(self, value: Any) -> list[int]:
+        if not value and not self.required:
+            return []  # not Django's empty queryset: the cleaned value is always a list of ids
+        return super().clean(value)  # type: ignore[no-any-return]
+
     def _check_values(self, value: Any) -> list[int]:
         key = self.to_field_name or "pk"
         try:

@@ -273,8 +273,8 @@ def _summary_from_rollups(*, user: User, filters: Mapping[str, Any]) -> dict[str
         elif name not in ("symbol", "strategy") and value not in (None, "", [], ()):
             return None
     rows = _scoped(TradeRollup.objects.all(), user)
-    symbols = list(filters.get("symbol") or ())  # ids (trading.filters.KeysFilter)
-    strategies = list(filters.get("strategy") or ())
+    symbols = filters.get("symbol") or []  # ids (trading.filters.KeysFilter)
+    strategies = filters.get("strategy") or []
     if symbols:
         rows = rows.filter(instrument_id__in=symbols)
     if strategies:

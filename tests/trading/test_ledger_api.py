@@ -261,6 +261,12 @@ def test_filtersets_share_a_form_class_not_its_fields():
     assert type(one) is type(two)
     assert one.fields["symbol"] is not two.fields["symbol"]
     assert (one.data["symbol"], two.data["symbol"]) == ("A", "B")
+    unfiltered = TradeFilter(QueryDict(""), queryset=Trade.objects.none())
+    assert unfiltered.is_valid()
+    assert (unfiltered.form.cleaned_data["symbol"], unfiltered.form.cleaned_data["strategy"]) == (
+        [],
+        [],
+    )
 
 
 def test_positions_filter_by_status(api_client, user, instrument):
