@@ -14,6 +14,7 @@ and repairs drift.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from accounts.models import User
+from persistence.audit import audited_update
 from persistence.bulk import (
     COPY_THRESHOLD,
     bulk_update_rows,
@@ -586,6 +589,8 @@ def _fills_record_atomic(
     lock_streams(streams.values())
     order_books = {pk: _OrderBook.of(o) for pk, o in orders.items()}
     positions = _position_books(owner=owner, orders=orders, streams=streams)
+    # The rows as locked, before this batch changes them: what their audit entries diff with.
+    locked = _locked_rows(orders, positions) if audit else {}
 
     now = timezone.now()
     owner_id, stamp = owner.pk, now.isoformat()
@@ -633,7 +638,7 @@ def _fills_record_atomic(
     with localcontext(prec=PRECISION):
         hashes = events_ingest(fill_events(), streams=positions.keys(), created_at=now)
     projections = _projections(order_books, positions)
-    _write_projections(projections, audit=audit)
+    _write_projections(projections, audit=audit, locked=locked)
     trades_closed_record(
         trade
         for book in positions.values()
@@ -1039,19 +1044,30 @@ def _projections(
     return _Projections(orders=orders, updated=updated, created=created)
 
 
-def _write_projections(projections: _Projections, *, audit: bool) -> None:
+def _locked_rows(orders: dict[int, Order], positions: dict[str, _PositionBook]) -> dict[int, Model]:
+    """Copies of the rows a batch may update, as locked and read, by the id() of each row."""
+    rows: list[Model] = [*orders.values()]
+    for book in positions.values():
+        rows += [*book.rows.values(), *book.trades.values()]
+    return {id(row): copy.copy(row) for row in rows}
+
+
+def _write_projections(projections: _Projections, *, audit: bool, locked: dict[int, Model]) -> None:
     """Write the rows `_projections` worked out: audited one by one, or in bulk.
 
     Lives are written in order, so the life a fill closed is closed before the next one
-    opens: one open row per position at a time.
+    opens: one open row per position at a time. An audited update diffs with the row in
+    `locked` (from `_locked_rows`), not with a fresh read of it.
     """
     orders, updated, created = projections.orders, projections.updated, projections.created
     if audit:
         for order in orders:
-            order.save(update_fields=[*ORDER_FIELDS, "updated_at"])
+            audited_update(order, old=locked[id(order)], fields=[*ORDER_FIELDS, "updated_at"])
         for row, trade in updated:
-            row.save(update_fields=[*POSITION_FIELDS, "status", "updated_at"])
-            trade.save(update_fields=[*TRADE_FIELDS, "updated_at"])
+            audited_update(
+                row, old=locked[id(row)], fields=[*POSITION_FIELDS, "status", "updated_at"]
+            )
+            audited_update(trade, old=locked[id(trade)], fields=[*TRADE_FIELDS, "updated_at"])
         for row, trade in created:
             row.save(force_insert=True)
             trade.position = row

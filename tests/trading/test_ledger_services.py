@@ -621,3 +621,44 @@ def test_known_venue_ids_are_index_probes_however_stale_the_statistics(user, ins
     for node in fill_scans:
         assert node["Node Type"] in ("Index Scan", "Index Only Scan"), node
         assert "venue_trade_id" in node.get("Index Cond", ""), node
+
+
+def test_a_single_fill_is_audited_as_the_rows_changed(user, instrument):
+    """Each row a fill updates gets one UPDATE entry whose changes are exactly the row's
+    change in the database, and the fill one CREATE entry."""
+    from auditlog.diff import model_instance_diff
+    from auditlog.models import LogEntry
+
+    order = submit(user, instrument, "buy", "3")
+    fill(order, "1", "100", "0.1")
+    position = Position.objects.get(owner=user)
+    trade_row = Trade.objects.get(owner=user)
+    before = [Order.objects.get(pk=order.pk), position, trade_row]
+    last = LogEntry.objects.order_by("-pk").values_list("pk", flat=True).first()
+    recorded = fill(order, "2", "103.5", "0.2")
+    after = [type(row).objects.get(pk=row.pk) for row in before]
+    entries = LogEntry.objects.filter(pk__gt=last)
+    assert sorted((e.content_type.model, e.object_pk, e.action) for e in entries) == sorted(
+        [
+            ("fill", str(recorded.pk), LogEntry.Action.CREATE),
+            *((type(row)._meta.model_name, str(row.pk), LogEntry.Action.UPDATE) for row in before),
+        ]
+    )
+
+    def same(old: str | None, new: str | None) -> bool:
+        try:
+            return D(old) == D(new)  # type: ignore[arg-type]
+        except (ArithmeticError, TypeError, ValueError):
+            return old == new
+
+    for old, new in zip(before, after, strict=True):
+        [entry] = entries.filter(action=LogEntry.Action.UPDATE, object_pk=str(old.pk)).filter(
+            content_type__model=type(old)._meta.model_name
+        )
+        expected = model_instance_diff(old, new)
+        expected.pop("updated_at", None)
+        changes = entry.changes_dict
+        assert set(changes) == set(expected), type(old)
+        for name, (was, now) in expected.items():
+            assert same(changes[name][0], was) and same(changes[name][1], now), (name, changes)
+        assert entry.object_repr == str(new)
