@@ -69,6 +69,15 @@ def start_embedded_redis(
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+WEB_DATABASE_POOL = "8"
+
+
+def web_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of the web server (daphne): a pool of database connections, unless
+    DATABASE_POOL says otherwise (see config.settings.base)."""
+    return {**env, "DATABASE_POOL": env.get("DATABASE_POOL", WEB_DATABASE_POOL)}
+
+
 def main() -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -98,7 +107,7 @@ def main() -> int:
             "web",
             subprocess.Popen(  # noqa: S603
                 [str(BIN / "daphne"), "-b", host, "-p", str(port), "config.asgi:application"],
-                env=env,
+                env=web_env(env),
                 cwd=BASE_DIR,
             ),
         )

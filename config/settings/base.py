@@ -74,6 +74,18 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Under ASGI, Django serves each request on a thread of its own, so a persistent
+    # connection lasts one request: daphne would open a PostgreSQL connection per request.
+    # DATABASE_POOL=N keeps up to N open in a pool instead (`make run` sets it for the web
+    # server; Celery workers keep their persistent connections).
+    POOL_SIZE = env_int("DATABASE_POOL", 0)
+    if POOL_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistence
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": POOL_SIZE,
+            "timeout": 10,  # seconds a request waits for a free connection
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

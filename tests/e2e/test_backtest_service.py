@@ -25,7 +25,7 @@ import pytest
 from django.db import connection
 
 from backtests.models import BacktestRun, BacktestTrade
-from config.serve import free_port, port_open, start_embedded_redis
+from config.serve import free_port, port_open, start_embedded_redis, web_env
 from persistence.models import Artifact, CachedResult
 from tests.factories import InstrumentFactory, StrategyFactory, UserFactory
 from trading.candles import random_walk_candles
@@ -92,7 +92,7 @@ def stack(transactional_db, tmp_path) -> Iterator[dict[str, Any]]:  # type: igno
                 "config.asgi:application",
             ],
             cwd=BASE_DIR,
-            env=env,
+            env=web_env(env),  # as `make run` serves it: with a connection pool
             stdout=logs["web"],
             stderr=subprocess.STDOUT,
         )
@@ -238,3 +238,23 @@ def test_backtests_run_on_real_workers_with_live_progress_and_cache(stack) -> No
     assert CachedResult.objects.filter(kind="backtest", params_hash=run.params_hash).count() <= 1
     assert Artifact.objects.filter(params_hash=run.params_hash, name="equity.parquet").count() <= 1
     assert not BacktestRun.objects.filter(status="running").exists()
+
+
+def _sessions_opened() -> int:
+    """PostgreSQL's count of the sessions ever opened on this database."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def test_the_web_server_reuses_its_database_connections(stack) -> None:  # type: ignore[no-untyped-def]
+    """Under ASGI, Django serves each request on a thread of its own. Without the pool that
+    `make run` (and this stack) gives daphne, every request opened a PostgreSQL connection."""
+    api = Api(stack["web"], UserFactory().username)
+    api.call("GET", "/api/v1/orders/")
+    before = _sessions_opened()
+    for _ in range(20):
+        api.call("GET", "/api/v1/orders/")
+    time.sleep(2)  # a backend reports its session by the time it exits, or within seconds
+    assert _sessions_opened() - before <= 2
