@@ -7,8 +7,9 @@
 1. Bulk fill ingest through `fills_record` (the path behind POST /fills/bulk/ and
    import_fills): fills/s and event writes/s, then a check (not timed) that every position
    row equals its replay and that the chain verifies.
-2. Single fill over HTTP: POST /api/v1/fills/ with JWT to a threaded WSGI server on a
-   local socket; client-observed p50/p95.
+2. Single fill over HTTP: POST /api/v1/fills/ with JWT on a local socket, client-observed
+   p50/p95, to a threaded WSGI server in this process and to daphne with its connection
+   pool (as `make run` serves it).
 3. With --trades trades bulk-inserted by SQL (then the summary rollups rebuilt): the first
    page of a filtered GET /api/v1/trades/ and its --pages'th page (cursor), and
    GET /api/v1/trades/summary/, timed in process (the full Django stack and the database, no network): p50.
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -193,10 +196,13 @@ def bench_ingest(args: Any, user: Any, instruments: list[Any], strategies: list[
 
 
 def bench_http(args: Any, user: Any, instrument: Any) -> None:
+    """Single fills over HTTP to two servers: a threaded WSGI server in this process (the
+    figure earlier runs reported), and daphne with its connection pool, as `make run`
+    serves the app. Each fill of one order, so every post locks the same rows."""
     from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
     from django.core.wsgi import get_wsgi_application
 
-    from trading.services import order_submit
+    from config.serve import free_port, wait_for_port, web_env
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, *a: Any) -> None:
@@ -205,7 +211,33 @@ def bench_http(args: Any, user: Any, instrument: Any) -> None:
     server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
     server.set_app(get_wsgi_application())
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        label = "threaded WSGI server in the bench's process"
+        _post_fills(base, label, "wsgi", args, user, instrument)
+    finally:
+        server.shutdown()
+
+    port = free_port()
+    daphne = subprocess.Popen(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=BASE_DIR,
+        env=web_env(dict(os.environ)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_for_port(port, timeout=60):
+            raise RuntimeError("daphne did not start")
+        label = "daphne with its connection pool, as make run serves it"
+        _post_fills(f"http://127.0.0.1:{port}", label, "daphne", args, user, instrument)
+    finally:
+        daphne.terminate()
+        daphne.wait(timeout=30)
+
+
+def _post_fills(base: str, server: str, key: str, args: Any, user: Any, instrument: Any) -> None:
+    from trading.services import order_submit
 
     def post(path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 - a local URL
@@ -223,13 +255,13 @@ def bench_http(args: Any, user: Any, instrument: Any) -> None:
         instrument=instrument,
         side="buy",
         quantity=Decimal(args.http_fills + 10),
-        client_order_id="http",
+        client_order_id=f"http-{key}",
     ).order
     latencies = []
     for i in range(args.http_fills + 10):
         body = {
             "order": order.pk,
-            "venue_trade_id": f"http-{i}",
+            "venue_trade_id": f"http-{key}-{i}",
             "quantity": "1",
             "price": "100.00",
             "fee": "0.01",
@@ -240,10 +272,9 @@ def bench_http(args: Any, user: Any, instrument: Any) -> None:
         latencies.append((time.perf_counter() - start) * 1000)
     latencies = latencies[10:]  # warm-up
     print(
-        f"single fill over HTTP (JWT, local socket): p50 {p(latencies, 0.5):.1f} ms, "
+        f"single fill over HTTP (JWT, local socket; {server}): p50 {p(latencies, 0.5):.1f} ms, "
         f"p95 {p(latencies, 0.95):.1f} ms over {len(latencies)} fills"
     )
-    server.shutdown()
 
 
 def bench_lists(args: Any, user: Any, instruments: list[Any], strategies: list[Any]) -> None:
