@@ -6,3 +6,10 @@ from django.apps import AppConfig
 class PersistenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "persistence"
+
+    def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from persistence.postgres import install_tz_loader
+
+        connection_created.connect(install_tz_loader, dispatch_uid="persistence.tz_loader")
