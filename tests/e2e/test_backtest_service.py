@@ -258,3 +258,15 @@ def test_the_web_server_reuses_its_database_connections(stack) -> None:  # type:
         api.call("GET", "/api/v1/orders/")
     time.sleep(2)  # a backend reports its session by the time it exits, or within seconds
     assert _sessions_opened() - before <= 2
+
+
+def test_changes_over_the_api_are_audited_with_their_actor_under_asgi(stack) -> None:  # type: ignore[no-untyped-def]
+    from auditlog.models import LogEntry
+
+    user = UserFactory()
+    InstrumentFactory(symbol="E2EUSDT")
+    api = Api(stack["web"], user.username)
+    body = {"client_order_id": "e2e-1", "symbol": "E2EUSDT", "side": "buy", "quantity": "1"}
+    order = api.call("POST", "/api/v1/orders/", body)
+    entry = LogEntry.objects.get(content_type__model="order", object_pk=str(order["id"]))
+    assert entry.actor_id == user.pk

@@ -372,6 +372,31 @@ def test_jwt_authenticates_api_calls(user, instrument):
     assert client.post("/api/v1/orders/", order_payload(), format="json").status_code == 201
 
 
+def test_changes_made_with_a_jwt_are_audited_with_their_actor(user, instrument):
+    from auditlog.models import LogEntry
+
+    client = APIClient()
+    token = client.post(
+        "/api/v1/auth/token/", {"username": user.username, "password": "pass-word-123"}
+    ).json()["access"]
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    order = client.post("/api/v1/orders/", order_payload(), format="json").json()
+    fill = client.post(
+        "/api/v1/fills/", {**fill_payload(Order.objects.get(pk=order["id"]))}, format="json"
+    ).json()
+    entries = LogEntry.objects.filter(timestamp__isnull=False)
+    created = entries.get(content_type__model="order", object_pk=str(order["id"]), action=0)
+    assert created.actor == user
+    assert entries.get(content_type__model="fill", object_pk=str(fill["id"])).actor == user
+    updated = entries.filter(content_type__model="order", action=LogEntry.Action.UPDATE)
+    assert [entry.actor for entry in updated] == [user]
+
+
+def test_the_schema_describes_jwt_authentication(api_client):
+    schema = api_client.get("/api/schema/?format=json").json()
+    assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
+
+
 def test_session_post_without_csrf_token_is_403(user, instrument):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(user)
