@@ -363,26 +363,28 @@ def test_audit_is_staff_only_and_filterable(api_client, staff_client, user, inst
 # --- Authentication -----------------------------------------------------------------------
 
 
-def test_jwt_authenticates_api_calls(user, instrument):
+def jwt_client(user) -> APIClient:  # type: ignore[no-untyped-def]
+    """A client that logs in for a JWT and sends it, as a trading bot does."""
     client = APIClient()
     token = client.post(
         "/api/v1/auth/token/", {"username": user.username, "password": "pass-word-123"}
     ).json()["access"]
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def test_jwt_authenticates_api_calls(user, instrument):
+    client = jwt_client(user)
     assert client.post("/api/v1/orders/", order_payload(), format="json").status_code == 201
 
 
 def test_changes_made_with_a_jwt_are_audited_with_their_actor(user, instrument):
     from auditlog.models import LogEntry
 
-    client = APIClient()
-    token = client.post(
-        "/api/v1/auth/token/", {"username": user.username, "password": "pass-word-123"}
-    ).json()["access"]
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    client = jwt_client(user)
     order = client.post("/api/v1/orders/", order_payload(), format="json").json()
     fill = client.post(
-        "/api/v1/fills/", {**fill_payload(Order.objects.get(pk=order["id"]))}, format="json"
+        "/api/v1/fills/", fill_payload(Order.objects.get(pk=order["id"])), format="json"
     ).json()
     entries = LogEntry.objects.filter(timestamp__isnull=False)
     created = entries.get(content_type__model="order", object_pk=str(order["id"]), action=0)
