@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -203,7 +202,7 @@ def bench_http(args: Any, user: Any, instrument: Any) -> None:
     from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
     from django.core.wsgi import get_wsgi_application
 
-    from config.serve import free_port, wait_for_port, web_env
+    from config.serve import free_port, wait_for_port, web_command, web_env
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, *a: Any) -> None:
@@ -221,7 +220,7 @@ def bench_http(args: Any, user: Any, instrument: Any) -> None:
 
     port = free_port()
     daphne = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        web_command("127.0.0.1", port),
         cwd=BASE_DIR,
         env=web_env(dict(os.environ)),
         stdout=subprocess.DEVNULL,

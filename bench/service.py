@@ -32,7 +32,7 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from config.serve import free_port, port_open, start_embedded_redis  # noqa: E402
+from config.serve import free_port, port_open, start_embedded_redis, web_command  # noqa: E402
 
 BIN = Path(sys.executable).parent
 T0 = datetime(2022, 1, 1, tzinfo=UTC)
@@ -87,14 +87,7 @@ def main() -> None:
         web_port = free_port()
         procs.append(
             subprocess.Popen(
-                [
-                    str(BIN / "daphne"),
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(web_port),
-                    "config.asgi:application",
-                ],
+                web_command("127.0.0.1", web_port),
                 cwd=BASE_DIR,
                 env=env,
                 stdout=subprocess.DEVNULL,

@@ -72,6 +72,11 @@ def start_embedded_redis(
 WEB_DATABASE_POOL = "8"
 
 
+def web_command(host: str, port: int) -> list[str]:
+    """The web server's command line: daphne serving the ASGI app (HTTP and websockets)."""
+    return [str(BIN / "daphne"), "-b", host, "-p", str(port), "config.asgi:application"]
+
+
 def web_env(env: dict[str, str]) -> dict[str, str]:
     """The environment of the web server (daphne): a pool of database connections, unless
     DATABASE_POOL says otherwise (see config.settings.base)."""
@@ -106,7 +111,7 @@ def main() -> int:
         (
             "web",
             subprocess.Popen(  # noqa: S603
-                [str(BIN / "daphne"), "-b", host, "-p", str(port), "config.asgi:application"],
+                web_command(host, port),
                 env=web_env(env),
                 cwd=BASE_DIR,
             ),

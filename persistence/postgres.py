@@ -12,6 +12,7 @@ installed.
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
+from functools import cache
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -40,11 +41,20 @@ class TzLoader(Loader):
         return value.astimezone(self.timezone)
 
 
+@cache
+def _loader_in(zone: tzinfo | None) -> type[TzLoader]:
+    return type("TzLoader", (TzLoader,), {"timezone": zone, "__module__": __name__})
+
+
 def install_tz_loader(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    """`connection_created` receiver: put `TzLoader` in place of Django's on the connection."""
+    """`connection_created` receiver: put `TzLoader` in place of Django's on the connection.
+
+    With a pool, Django sends the signal each time a request takes a connection; one the
+    pool hands out again has the loader already.
+    """
     if connection.vendor != "postgresql":
         return
-    loader = type(
-        "TzLoader", (TzLoader,), {"timezone": connection.timezone, "__module__": __name__}
-    )
-    connection.connection.adapters.register_loader(TIMESTAMPTZ_OID, loader)
+    loader = _loader_in(connection.timezone)
+    adapters = connection.connection.adapters
+    if adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT) is not loader:
+        adapters.register_loader(TIMESTAMPTZ_OID, loader)

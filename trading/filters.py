@@ -101,12 +101,7 @@ class _KeysField(django_filters.fields.ModelMultipleChoiceField):
 
     def _check_values(self, value: Any) -> list[int]:
         key = self.to_field_name or "pk"
-        try:
-            wanted = {str(v) for v in value}
-        except TypeError:
-            raise forms.ValidationError(
-                self.error_messages["invalid_list"], code="invalid_list"
-            ) from None
+        wanted = {str(v) for v in value}  # a list: Django's clean refused anything else
         for text in wanted:
             self.validate_no_null_characters(text)
         found = {

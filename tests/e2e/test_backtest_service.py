@@ -25,7 +25,7 @@ import pytest
 from django.db import connection
 
 from backtests.models import BacktestRun, BacktestTrade
-from config.serve import free_port, port_open, start_embedded_redis, web_env
+from config.serve import free_port, port_open, start_embedded_redis, web_command, web_env
 from persistence.models import Artifact, CachedResult
 from tests.factories import InstrumentFactory, StrategyFactory, UserFactory
 from trading.candles import random_walk_candles
@@ -83,14 +83,7 @@ def stack(transactional_db, tmp_path) -> Iterator[dict[str, Any]]:  # type: igno
             stderr=subprocess.STDOUT,
         )
         procs["web"] = subprocess.Popen(
-            [
-                str(BIN / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(web_port),
-                "config.asgi:application",
-            ],
+            web_command("127.0.0.1", web_port),
             cwd=BASE_DIR,
             env=web_env(env),  # as `make run` serves it: with a connection pool
             stdout=logs["web"],

@@ -386,8 +386,10 @@ def test_changes_made_with_a_jwt_are_audited_with_their_actor(user, instrument):
     fill = client.post(
         "/api/v1/fills/", fill_payload(Order.objects.get(pk=order["id"])), format="json"
     ).json()
-    entries = LogEntry.objects.filter(timestamp__isnull=False)
-    created = entries.get(content_type__model="order", object_pk=str(order["id"]), action=0)
+    entries = LogEntry.objects.all()
+    created = entries.get(
+        content_type__model="order", object_pk=str(order["id"]), action=LogEntry.Action.CREATE
+    )
     assert created.actor == user
     assert entries.get(content_type__model="fill", object_pk=str(fill["id"])).actor == user
     updated = entries.filter(content_type__model="order", action=LogEntry.Action.UPDATE)
