@@ -1,11 +1,13 @@
-"""Root fixtures: users and API clients for every test package."""
+"""Root fixtures: users, API clients, an instrument and the artifact stores."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import pytest
 from rest_framework.test import APIClient
 
-from tests.factories import UserFactory
+from tests.factories import InstrumentFactory, UserFactory
 
 
 @pytest.fixture
@@ -35,6 +37,22 @@ def staff_client(staff_user) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()
     client.force_authenticate(staff_user)
     return client
+
+
+@pytest.fixture
+def instrument(db):  # type: ignore[no-untyped-def]
+    """BTCUSDT with a cent tick and a 0.001 step: what the ledger's API tests trade."""
+    return InstrumentFactory(
+        symbol="BTCUSDT", price_tick=Decimal("0.01"), quantity_step=Decimal("0.001")
+    )
+
+
+@pytest.fixture(params=["db", "file"])
+def store(request, settings, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """Runs a cache or artifact test once per store: blob in the database, and file."""
+    settings.ARTIFACT_STORE = request.param
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return str(request.param)
 
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]

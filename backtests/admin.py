@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from backtests import selectors, services
 from backtests.charts import equity_chart_svg
-from backtests.models import FINISHED_STATUSES, BacktestRun, BacktestTrade, Sweep
-from config.admin import AuditedModelAdmin
+from backtests.models import FINISHED_STATUSES, BacktestRun, BacktestTrade, RunStatus, Sweep
+from persistence.admin import AuditedModelAdmin
 from strategies.models import Strategy
 
 
@@ -179,8 +179,8 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
         if run is not None:
             extra["run_metrics"] = list(run.metrics.items())
             extra["run_finished"] = run.status in FINISHED_STATUSES
-            if run.status == "succeeded":
-                extra["equity_chart"] = equity_chart_svg(services.equity_frame(run))
+            if run.status == RunStatus.SUCCEEDED:
+                extra["equity_chart"] = equity_chart_svg(selectors.equity_frame(run))
             extra["export_url"] = f"/api/v1/backtests/{run.pk}/export/?format=xlsx"
             extra["ws_path"] = f"/ws/backtests/{run.pk}/"
             if run.cache_hit and run.shared_from_id:

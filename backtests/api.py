@@ -1,23 +1,25 @@
-"""REST API for backtests and sweeps: thin views over backtests.services and selectors."""
+"""REST API for backtests and sweeps: thin views over backtests.services and selectors.
+
+Lists are cursor-paginated and domain errors (BacktestInputError, BacktestConflict) become
+400s and 409s in config.api, like every endpoint of the API; views here do not catch them.
+"""
 
 from __future__ import annotations
 
-import io
 from typing import Any, cast
 
 from django.http import HttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_field,
     extend_schema_view,
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,11 +28,11 @@ from rest_framework.views import APIView
 from accounts.models import User
 from backtests import selectors, services
 from backtests.engine import HEADLINE_METRICS
-from backtests.filters import BacktestRunFilter, BacktestTradeFilter
-from backtests.models import BacktestRun, BacktestTrade, Sweep
+from backtests.filters import BacktestRunFilter, BacktestRunOrdering, BacktestTradeFilter
+from backtests.models import BacktestRun, BacktestTrade, RunStatus, Sweep
+from marketdata.timeframes import TIMEFRAME_SECONDS
 from persistence.selectors import cache_stats
-from strategies.library.timeframes import TIMEFRAME_SECONDS
-from strategies.models import Strategy
+from strategies.api import VisibleStrategyField
 
 
 def _user(request: Request) -> User:
@@ -43,18 +45,20 @@ def _user(request: Request) -> User:
 ID_PATTERN = r"[0-9]{1,18}"
 
 
-class CappedPagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 500
-
-
 class _DownloadRenderer(BaseRenderer):
-    """Lets `?format=csv|parquet|xlsx` pass DRF's content negotiation; views return bytes."""
+    """Lets `?format=csv|parquet|xlsx` pass DRF's content negotiation.
+
+    A download bypasses rendering (the view returns the file's bytes), so only an error's
+    body (a 404, a 409) comes here: it is sent as JSON, like every error of the API.
+    """
 
     charset = None
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):  # type: ignore[no-untyped-def]
-        return data
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = JSONRenderer.media_type
+        return JSONRenderer().render(data, renderer_context=renderer_context)
 
 
 class CsvRenderer(_DownloadRenderer):
@@ -79,16 +83,6 @@ def _download(content: bytes, *, filename: str, mime: str) -> HttpResponse:
 
 
 # --- Serializers ----------------------------------------------------------------------
-
-
-@extend_schema_field(OpenApiTypes.INT)
-class OwnedStrategyField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
-    """A strategy id the caller may use: their own, or any for staff."""
-
-    def get_queryset(self) -> Any:
-        user = self.context["request"].user
-        strategies = Strategy.objects.select_related("instrument")
-        return strategies if user.is_staff else strategies.filter(owner=user)
 
 
 class RunOverridesMixin(serializers.Serializer):  # type: ignore[type-arg]
@@ -116,7 +110,7 @@ class RunOverridesMixin(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class BacktestSubmitSerializer(RunOverridesMixin):
-    strategy = OwnedStrategyField()
+    strategy = VisibleStrategyField()
     start = serializers.DateTimeField(help_text="First bar's open time (inclusive), UTC.")
     end = serializers.DateTimeField(help_text="End of the range (exclusive), UTC.")
     use_cache = serializers.BooleanField(
@@ -182,7 +176,7 @@ class BacktestTradeSerializer(serializers.ModelSerializer):  # type: ignore[type
 
 
 class SweepSubmitSerializer(RunOverridesMixin):
-    strategy = OwnedStrategyField()
+    strategy = VisibleStrategyField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     grid = serializers.DictField(
@@ -266,9 +260,9 @@ class BacktestRunViewSet(
     queryset = BacktestRun.objects.none()  # for the schema; requests use get_queryset
     lookup_value_regex = ID_PATTERN
     serializer_class = BacktestRunSerializer
-    pagination_class = CappedPagination
     filterset_class = BacktestRunFilter
-    ordering_fields: list[str] = []  # ordering is the FilterSet's `ordering`, metrics included
+    filter_backends = [DjangoFilterBackend, BacktestRunOrdering]
+    ordering = ["-created_at", "-id"]  # `?ordering=` may pick another, metrics included
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
@@ -293,17 +287,14 @@ class BacktestRunViewSet(
         form = BacktestSubmitSerializer(data=request.data, context={"request": request})
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        try:
-            run = services.backtest_submit(
-                user=_user(request),
-                strategy=data["strategy"],
-                start=data["start"],
-                end=data["end"],
-                overrides=form.overrides(),
-                use_cache=data["use_cache"],
-            )
-        except services.BacktestInputError as exc:
-            raise ValidationError(exc.errors) from exc
+        run = services.backtest_submit(
+            user=_user(request),
+            strategy=data["strategy"],
+            start=data["start"],
+            end=data["end"],
+            overrides=form.overrides(),
+            use_cache=data["use_cache"],
+        )
         return Response(BacktestRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -313,25 +304,20 @@ class BacktestRunViewSet(
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
-        try:
-            run = services.backtest_cancel(run=self.get_object())
-        except services.BacktestConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        run = services.backtest_cancel(run=self.get_object())
         return Response(BacktestRunSerializer(run).data)
 
     @extend_schema(
         summary="The run's trades",
         responses=BacktestTradeSerializer(many=True),
         parameters=[
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
             OpenApiParameter("is_open", bool),
             OpenApiParameter("direction", str, enum=["long", "short"]),
             OpenApiParameter("exit_reason", str, enum=["signal", "stop", "target", "end"]),
             OpenApiParameter("pnl_sign", str, enum=["positive", "negative", "zero"]),
         ],
     )
-    @action(detail=True, methods=["get"], filter_backends=[])
+    @action(detail=True, methods=["get"], filter_backends=[], ordering=["entry_time", "id"])
     def trades(self, request: Request, pk: str) -> Response:
         run = self.get_object()
         trades = BacktestTradeFilter(request.query_params, selectors.backtest_trades(run=run))
@@ -360,19 +346,17 @@ class BacktestRunViewSet(
     )
     def equity(self, request: Request, pk: str) -> Any:
         run = self.get_object()
-        frame = services.equity_frame(run)
         wanted = request.query_params.get("format", "json")
-        if wanted == "csv":
-            text = frame.to_csv(index_label="ts", date_format="%Y-%m-%dT%H:%M:%SZ")
-            return _download(text.encode(), filename=f"run-{run.pk}-equity.csv", mime="text/csv")
         if wanted == "parquet":
-            buffer = io.BytesIO()
-            frame.to_parquet(buffer)
             return _download(
-                buffer.getvalue(),
+                selectors.equity_parquet_file(run),
                 filename=f"run-{run.pk}-equity.parquet",
                 mime=services.PARQUET_MIME,
             )
+        frame = selectors.equity_frame(run)
+        if wanted == "csv":
+            text = frame.to_csv(index_label="ts", date_format="%Y-%m-%dT%H:%M:%SZ")
+            return _download(text.encode(), filename=f"run-{run.pk}-equity.csv", mime="text/csv")
         return Response(
             {
                 "run": run.pk,
@@ -403,17 +387,12 @@ class BacktestRunViewSet(
     def export(self, request: Request, pk: str) -> Any:
         run = self.get_object()
         wanted = request.query_params.get("format", "xlsx")
-        try:
-            if wanted == "csv":
-                if run.status != "succeeded":
-                    raise services.BacktestConflict(f"Run {run.pk} has no results ({run.status}).")
-                text = selectors.trade_frame(run).to_csv(index=False)
-                return _download(
-                    text.encode(), filename=f"run-{run.pk}-trades.csv", mime="text/csv"
-                )
-            content = services.backtest_export_xlsx(run=run)
-        except services.BacktestConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        if wanted == "csv":
+            if run.status != RunStatus.SUCCEEDED:
+                raise services.BacktestConflict(f"Run {run.pk} has no results ({run.status}).")
+            text = selectors.trade_frame(run).to_csv(index=False)
+            return _download(text.encode(), filename=f"run-{run.pk}-trades.csv", mime="text/csv")
+        content = services.backtest_export_xlsx(run=run)
         return _download(content, filename=f"run-{run.pk}.xlsx", mime=services.XLSX_MIME)
 
 
@@ -429,8 +408,8 @@ class SweepViewSet(
     queryset = Sweep.objects.none()  # for the schema; requests use get_queryset
     lookup_value_regex = ID_PATTERN
     serializer_class = SweepSerializer
-    pagination_class = CappedPagination
     filter_backends: list[Any] = []
+    ordering = ["-created_at", "-id"]
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
@@ -452,19 +431,16 @@ class SweepViewSet(
         form = SweepSubmitSerializer(data=request.data, context={"request": request})
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        try:
-            sweep = services.sweep_submit(
-                user=_user(request),
-                strategy=data["strategy"],
-                start=data["start"],
-                end=data["end"],
-                grid=data["grid"],
-                samples=data.get("samples"),
-                rank_metric=data["rank_metric"],
-                overrides=form.overrides(),
-            )
-        except services.BacktestInputError as exc:
-            raise ValidationError(exc.errors) from exc
+        sweep = services.sweep_submit(
+            user=_user(request),
+            strategy=data["strategy"],
+            start=data["start"],
+            end=data["end"],
+            grid=data["grid"],
+            samples=data.get("samples"),
+            rank_metric=data["rank_metric"],
+            overrides=form.overrides(),
+        )
         return Response(SweepSerializer(sweep).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -472,10 +448,7 @@ class SweepViewSet(
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
-        try:
-            sweep = services.sweep_cancel(sweep=self.get_object())
-        except services.BacktestConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        sweep = services.sweep_cancel(sweep=self.get_object())
         return Response(SweepSerializer(sweep).data)
 
 

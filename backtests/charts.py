@@ -6,6 +6,8 @@ import pandas as pd
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from backtests.selectors import curve_thin
+
 WIDTH, EQUITY_HEIGHT, DRAWDOWN_HEIGHT, PAD = 900, 240, 110, 4
 MAX_POINTS = 900  # about one point per pixel column
 
@@ -23,8 +25,7 @@ def equity_chart_svg(frame: pd.DataFrame) -> SafeString:
     """Equity above, drawdown below, sharing the time axis."""
     if frame.empty:
         return mark_safe("<p>No equity curve stored.</p>")
-    stride = max(1, len(frame) // MAX_POINTS)
-    thin = frame.iloc[::stride]
+    thin = curve_thin(frame, max_points=MAX_POINTS)
     equity, drawdown = thin["equity"], thin["drawdown"] * 100
     eq_low, eq_high = float(equity.min()), float(equity.max())
     dd_low = min(float(drawdown.min()), -0.01)

@@ -1,27 +1,90 @@
-"""FilterSets for backtest runs and their trades."""
+"""FilterSets for backtest runs and their trades, and the runs' `?ordering=`."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import django_filters
-from django.db.models import F, FloatField, QuerySet
+from django.db.models import FloatField, QuerySet, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
 
 from backtests.engine import HEADLINE_METRICS
 from backtests.models import BacktestRun, BacktestTrade, RunStatus
 from strategies.library.registry import kind_choices
 
 ORDERING_FIELDS = ["created_at", *HEADLINE_METRICS]
+ORDERING_CHOICES = [choice for name in ORDERING_FIELDS for choice in (name, f"-{name}")]
+# The annotation a metric ordering sorts on, e.g. `metric_sharpe`.
+METRIC_PREFIX = "metric_"
 
 
-def _ordering_choices() -> list[tuple[str, str]]:
-    choices = []
-    for name in ORDERING_FIELDS:
-        choices.append((name, f"{name} ascending"))
-        choices.append((f"-{name}", f"{name} descending"))
-    return choices
+class BacktestRunOrdering(OrderingFilter):
+    """`?ordering=` for runs: created_at or one headline metric; prefix `-` for descending.
+
+    Each choice orders by one value the cursor can keep, then by id. A metric is read from
+    the run's JSON as a number, so 10 sorts after 9 on every database. Runs without it
+    (unfinished ones) sort last in either direction: the cursor cannot keep a NULL, so they
+    stand in with the largest float on the far end. Anything else is a 400 naming `ordering`.
+    """
+
+    ordering_description = (
+        "Order by created_at or a headline metric; prefix '-' for descending. "
+        "Newest first by default."
+    )
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+        value = request.query_params.get(self.ordering_param)
+        if not value:
+            return self.get_default_ordering(view)
+        if value not in ORDERING_CHOICES:
+            raise ValidationError(
+                {
+                    self.ordering_param: [
+                        f"Unknown ordering {value!r}; use one of {ORDERING_CHOICES}."
+                    ]
+                }
+            )
+        sign = "-" if value.startswith("-") else ""
+        field = value.lstrip("-")
+        if field == "created_at":
+            return (value, f"{sign}id")
+        return (f"{sign}{METRIC_PREFIX}{field}", "-id")
+
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+        ordering = self.get_ordering(request, queryset, view)
+        if not ordering:
+            return queryset
+        first = ordering[0]
+        field = first.lstrip("-")
+        if field.startswith(METRIC_PREFIX):
+            metric = field.removeprefix(METRIC_PREFIX)
+            missing = -sys.float_info.max if first.startswith("-") else sys.float_info.max
+            queryset = queryset.annotate(
+                **{
+                    field: Coalesce(
+                        Cast(KT(f"metrics__{metric}"), FloatField()),
+                        Value(missing),
+                        output_field=FloatField(),
+                    )
+                }
+            )
+        return queryset.order_by(*ordering)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": self.ordering_description,
+                "schema": {"type": "string", "enum": ORDERING_CHOICES},
+            }
+        ]
 
 
 class BacktestRunFilter(django_filters.FilterSet):
@@ -31,28 +94,10 @@ class BacktestRunFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
     cache_hit = django_filters.BooleanFilter()
     created = django_filters.IsoDateTimeFromToRangeFilter(field_name="created_at")
-    ordering = django_filters.ChoiceFilter(
-        choices=_ordering_choices(),
-        method="order_by_field",
-        label="Order by created_at or a headline metric; prefix '-' for descending.",
-    )
 
     class Meta:
         model = BacktestRun
         fields = ["strategy", "kind", "symbol", "status", "cache_hit", "created"]
-
-    def order_by_field(self, queryset: QuerySet[BacktestRun], name: str, value: str) -> Any:
-        field = value.lstrip("-")
-        descending = value.startswith("-")
-        if field == "created_at":
-            return queryset.order_by(value, f"{'-' if descending else ''}id")
-        # Metrics live in JSON; cast to a number so 10 sorts after 9 on every database.
-        queryset = queryset.annotate(_sort_metric=Cast(KT(f"metrics__{field}"), FloatField()))
-        expression = F("_sort_metric")
-        ordered = (
-            expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True)
-        )
-        return queryset.order_by(ordered, "-id")
 
 
 class PnlSign(django_filters.ChoiceFilter):

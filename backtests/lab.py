@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,11 +18,9 @@ from django.urls import path
 from backtests import selectors
 from backtests.engine import HEADLINE_METRICS, METRIC_DEFINITIONS
 from backtests.models import BacktestRun, RunStatus, Sweep
-from backtests.services import equity_frame, result_run
-from persistence.candles import candles_from_db
+from marketdata.selectors import candle_span, candles_for_chart, candles_from_db
 from strategies.library.registry import all_kinds
 from strategies.selectors import strategy_list
-from trading.candles import candle_span, candles_for_chart
 
 MAX_CHART_POINTS = 1500
 MAX_CHART_CANDLES = 400
@@ -47,13 +44,6 @@ def _display(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
     return str(value)
-
-
-def _thin_index(length: int, max_points: int) -> np.ndarray:
-    if length <= max_points:
-        return np.arange(length)
-    # Evenly spaced, always keeping the last point so the curve ends on the final value.
-    return np.unique(np.linspace(0, length - 1, max_points).round().astype(int))
 
 
 @login_required
@@ -99,10 +89,8 @@ def lab_home(request: HttpRequest) -> HttpResponse:
 
 
 def _run_chart_data(run: BacktestRun) -> dict[str, Any]:
-    source = result_run(run)
-    curves = equity_frame(run)
-    keep = _thin_index(len(curves), MAX_CHART_POINTS)
-    curves = curves.iloc[keep]
+    source = selectors.result_run(run)
+    curves = selectors.curve_thin(selectors.equity_frame(run), max_points=MAX_CHART_POINTS)
     candles = candles_for_chart(
         candles_from_db(
             instrument_id=run.instrument_id, timeframe=run.timeframe, start=run.start, end=run.end
@@ -163,7 +151,9 @@ def lab_run(request: HttpRequest, pk: int) -> HttpResponse:
         ],
         "chart_data": _run_chart_data(run) if finished else None,
         "live": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
-        "trade_count": selectors.backtest_trades(run=result_run(run)).count() if finished else 0,
+        "trade_count": (
+            selectors.backtest_trades(run=selectors.result_run(run)).count() if finished else 0
+        ),
     }
     return render(request, "lab/run.html", context)
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from strategies.library.timeframes import timeframe_choices
+from marketdata.timeframes import timeframe_choices
 
 
 class RunStatus(models.TextChoices):
@@ -34,7 +34,9 @@ class BacktestSettings(models.Model):
         "strategies.Strategy", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     kind = models.CharField(max_length=40)
-    instrument = models.ForeignKey("trading.Instrument", on_delete=models.PROTECT, related_name="+")
+    instrument = models.ForeignKey(
+        "marketdata.Instrument", on_delete=models.PROTECT, related_name="+"
+    )
     timeframe = models.CharField(max_length=8, choices=timeframe_choices)
     start = models.DateTimeField()
     end = models.DateTimeField()
@@ -88,7 +90,7 @@ class BacktestRun(BacktestSettings):
         related_name="backtest_runs",
     )
     instrument = models.ForeignKey(
-        "trading.Instrument", on_delete=models.PROTECT, related_name="backtest_runs"
+        "marketdata.Instrument", on_delete=models.PROTECT, related_name="backtest_runs"
     )
     sweep = models.ForeignKey(
         "Sweep", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
@@ -167,7 +169,7 @@ class Sweep(BacktestSettings):
         related_name="sweeps",
     )
     instrument = models.ForeignKey(
-        "trading.Instrument", on_delete=models.PROTECT, related_name="sweeps"
+        "marketdata.Instrument", on_delete=models.PROTECT, related_name="sweeps"
     )
     grid = models.JSONField(default=dict, help_text="Parameter name to list of values")
     samples = models.PositiveIntegerField(null=True, blank=True, help_text="Random samples")

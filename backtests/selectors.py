@@ -1,14 +1,22 @@
-"""Reads for backtest runs, their trades and sweeps, scoped to what the caller may see."""
+"""Reads for backtest runs, their trades, equity curves and sweeps, scoped to what the
+caller may see; and the thinning that keeps a curve small enough to draw or export."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from django.db.models import Count, Q, QuerySet
 
 from accounts.models import User
 from backtests.models import BacktestRun, BacktestTrade, RunStatus, Sweep
+from persistence.selectors import artifact_for_hash
+from persistence.services import artifact_load
+
+# The artifact a succeeded run's equity and drawdown curves are saved as, per params hash.
+EQUITY_ARTIFACT = "equity.parquet"
 
 
 def backtest_list(*, user: User) -> QuerySet[BacktestRun]:
@@ -46,6 +54,47 @@ TRADE_EXPORT_COLUMNS = [
 def trade_frame(run: BacktestRun) -> pd.DataFrame:
     rows = list(backtest_trades(run=run).values_list(*TRADE_EXPORT_COLUMNS))
     return pd.DataFrame(rows, columns=TRADE_EXPORT_COLUMNS)
+
+
+def result_run(run: BacktestRun) -> BacktestRun:
+    """The run whose trades a run shows: itself, or the run its cache hit shares."""
+    return run.shared_from if run.cache_hit and run.shared_from is not None else run
+
+
+def equity_frame(run: BacktestRun) -> pd.DataFrame:
+    """The run's equity and drawdown curves, indexed by bar time; empty until it succeeds.
+
+    A cache hit has the params hash of the run that computed it, so it finds that curve.
+    """
+    artifact = artifact_for_hash(params_hash=run.params_hash, name=EQUITY_ARTIFACT)
+    if artifact is None:
+        return pd.DataFrame({"equity": [], "drawdown": []})
+    return pd.read_parquet(io.BytesIO(artifact_load(artifact=artifact)))
+
+
+def equity_parquet_file(run: BacktestRun) -> bytes:
+    """The run's equity and drawdown curves as a parquet file: the stored artifact's bytes as
+    they are, never decoded and encoded again; an empty curve's file until it succeeds."""
+    artifact = artifact_for_hash(params_hash=run.params_hash, name=EQUITY_ARTIFACT)
+    if artifact is not None:
+        return artifact_load(artifact=artifact)
+    buffer = io.BytesIO()
+    pd.DataFrame({"equity": [], "drawdown": []}).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def curve_thin(frame: pd.DataFrame, *, max_points: int) -> pd.DataFrame:
+    """At most `max_points` evenly spaced rows of a curve, for a chart or a sheet.
+
+    The first and last rows are always kept, so a thinned curve still starts and ends on
+    the true values (the final equity above all).
+    """
+    if len(frame) <= max_points:
+        return frame
+    if max_points < 2:
+        return frame.iloc[len(frame) - max(max_points, 0) :]
+    keep = np.unique(np.linspace(0, len(frame) - 1, max_points).round().astype(int))
+    return frame.iloc[keep]
 
 
 def sweep_list(*, user: User) -> QuerySet[Sweep]:

@@ -1,12 +1,18 @@
 """Benchmark of the trading ledger; prints figures, asserts nothing.
 
     .venv/bin/python tests/run_with_postgres.py -- .venv/bin/python bench/ledger.py \\
-        [--fills 100000] [--batch 5000] [--positions 20] [--http-fills 300] \\
-        [--trades 1000000] [--pages 500] [--rebuilds 300]
+        [--fills 100000] [--batch 5000] [--positions 20] [--writers 1] [--same-owner] \\
+        [--http-fills 300] [--trades 1000000] [--pages 500] [--rebuilds 300]
+
+A size of 0 skips its section (--fills 0 skips 1 and 4, which replays 1's streams).
 
 1. Bulk fill ingest through `fills_record` (the path behind POST /fills/bulk/ and
    import_fills): fills/s and event writes/s, then a check (not timed) that every position
-   row equals its replay and that the chain verifies.
+   row equals its replay and that the chain verifies. With --writers N, N processes ingest
+   at once, each --fills fills of its own positions (its own instruments, and its own owner
+   unless --same-owner), and the figure is all their fills over the time from the first
+   start to the last finish: the one-writer and two-writer figures show how far concurrent
+   writers of the ledger get past its global chain lock.
 2. Single fill over HTTP: POST /api/v1/fills/ with JWT on a local socket, client-observed
    p50/p95, to a threaded WSGI server in this process and to daphne with its connection
    pool (as `make run` serves it).
@@ -43,6 +49,14 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 PASSWORD = "bench-password-123"  # noqa: S105  (a throwaway user in a throwaway database)
 
 
+def instrument_model() -> Any:
+    try:
+        from marketdata.models import Instrument
+    except ImportError:  # a tree from before market data had its own app (A/B runs)
+        from trading.models import Instrument  # type: ignore[attr-defined,no-redef]
+    return Instrument
+
+
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -62,6 +76,8 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--positions", type=int, default=20)
+    parser.add_argument("--writers", type=int, default=1)
+    parser.add_argument("--same-owner", action="store_true")
     parser.add_argument("--http-fills", type=int, default=300)
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--pages", type=int, default=500)
@@ -81,7 +97,8 @@ def main() -> None:
 
     from accounts.models import User
     from strategies.models import Strategy
-    from trading.models import Instrument
+
+    Instrument = instrument_model()
 
     user = User.objects.create_user("bench", password=PASSWORD)
     instruments = [
@@ -100,10 +117,16 @@ def main() -> None:
         )
         for i in range(3)
     ]
-    bench_ingest(args, user, instruments, strategies)
-    bench_http(args, user, instruments[0])
-    bench_lists(args, user, instruments, strategies)
-    bench_rebuild(args)
+    if args.writers > 1 and vendor != "postgresql":
+        raise SystemExit("--writers above 1 needs PostgreSQL")
+    if args.fills:
+        bench_ingest(args, user, instruments, strategies)
+    if args.http_fills:
+        bench_http(args, user, instruments[0])
+    if args.trades:
+        bench_lists(args, user, instruments, strategies)
+    if args.rebuilds and args.fills:
+        bench_rebuild(args)
 
 
 def _create_database() -> None:
@@ -121,21 +144,84 @@ def _create_database() -> None:
 
 
 def bench_ingest(args: Any, user: Any, instruments: list[Any], strategies: list[Any]) -> None:
-    import random
-
     from persistence.events import ledger_verify
     from persistence.models import Event
-    from trading.services import (
-        FillInput,
-        fills_record,
-        order_submit,
-        position_drift,
-        position_replay,
-        position_row_for,
-        position_streams,
+
+    plans = [
+        _ingest_plan(args, *_writer_books(args, w, user, instruments, strategies), key=f"w{w}")
+        for w in range(args.writers)
+    ]
+    events_before = Event.objects.count()
+    spans = _ingest_run(plans)
+    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
+    events = Event.objects.count() - events_before
+    total = args.fills * args.writers
+    writers = (
+        ""
+        if args.writers == 1
+        else f"; {args.writers} writers at once, {args.fills} fills each, "
+        + ("one owner" if args.same_owner else "one owner each")
+        + ", each writer: "
+        + ", ".join(f"{args.fills / (end - start):,.0f}" for start, end in spans)
+        + " fills/s"
+    )
+    print(
+        f"bulk ingest: {total} fills in {elapsed:.2f} s = {total / elapsed:,.0f} fills/s, "
+        f"{events} events = {events / elapsed:,.0f} event writes/s (batches of {args.batch}"
+        f"{writers})"
+    )
+    drifted, streams = _drifted()
+    start = time.perf_counter()
+    report = ledger_verify()
+    verify_s = time.perf_counter() - start
+    print(
+        f"  exactness: {streams} positions, {drifted} differ from a full replay; "
+        f"chain verify {'OK' if report.ok else 'FAILED'} over {report.events} events "
+        f"in {verify_s:.2f} s"
     )
 
-    rng = random.Random(7)
+
+def _writer_books(
+    args: Any, w: int, user: Any, instruments: list[Any], strategies: list[Any]
+) -> tuple[Any, list[Any], list[Any]]:
+    """Writer `w`'s owner, instruments and strategies: writer 0 has the bench's own, every
+    other writer instruments of its own, and an owner of its own unless --same-owner."""
+    if w == 0:
+        return user, instruments, strategies
+    from accounts.models import User
+    from strategies.models import Strategy
+
+    Instrument = instrument_model()
+
+    owner = user if args.same_owner else User.objects.create_user(f"bench-w{w}")
+    mine = [
+        Instrument.objects.create(
+            symbol=f"W{w}{i.symbol}",
+            base=f"W{w}{i.base}",
+            quote=i.quote,
+            price_tick=i.price_tick,
+            quantity_step=i.quantity_step,
+        )
+        for i in instruments
+    ]
+    books = [
+        Strategy.objects.create(
+            owner=owner, name=f"bench w{w} {n}", kind="sma_cross", instrument=mine[0]
+        )
+        for n in range(len(strategies))
+    ]
+    return owner, mine, books
+
+
+def _ingest_plan(
+    args: Any, owner: Any, instruments: list[Any], strategies: list[Any], *, key: str
+) -> tuple[Any, list[list[Any]]]:
+    """An owner's orders, and the batches of fills of them that one writer ingests."""
+    import random
+
+    from trading.services import FillInput, order_submit
+
+    rng = random.Random(7)  # every writer's load has the same shape
     books = [(instrument, strategy) for instrument in instruments for strategy in strategies]
     books = books[: args.positions]
     # Two big orders per position, one each way, so fills go long, short and through zero.
@@ -144,18 +230,18 @@ def bench_ingest(args: Any, user: Any, instruments: list[Any], strategies: list[
         for side in ("buy", "sell"):
             orders.append(
                 order_submit(
-                    owner=user,
+                    owner=owner,
                     instrument=instrument,
                     side=side,
                     quantity=Decimal(args.fills),
-                    client_order_id=f"ingest-{n}-{side}",
+                    client_order_id=f"ingest-{key}-{n}-{side}",
                     strategy=strategy,
                 ).order
             )
     fills = [
         FillInput(
             order_id=orders[rng.randrange(len(orders))].pk,
-            venue_trade_id=f"v{i}",
+            venue_trade_id=f"{key}v{i}",
             quantity=Decimal(rng.randint(1, 2000)) / 1000,
             price=Decimal(rng.randint(9_000, 11_000)) / 100,
             ts=T0 + timedelta(seconds=i),
@@ -163,36 +249,84 @@ def bench_ingest(args: Any, user: Any, instruments: list[Any], strategies: list[
         )
         for i in range(args.fills)
     ]
-    events_before = Event.objects.count()
-    start = time.perf_counter()
-    for at in range(0, len(fills), args.batch):
-        fills_record(owner=user, fills=fills[at : at + args.batch])
-    elapsed = time.perf_counter() - start
-    events = Event.objects.count() - events_before
-    print(
-        f"bulk ingest: {args.fills} fills in {elapsed:.2f} s = {args.fills / elapsed:,.0f} fills/s, "
-        f"{events} events = {events / elapsed:,.0f} event writes/s (batches of {args.batch})"
-    )
+    return owner, [fills[at : at + args.batch] for at in range(0, len(fills), args.batch)]
+
+
+def _ingest_run(plans: list[tuple[Any, list[list[Any]]]]) -> list[tuple[float, float]]:
+    """Run each plan's batches, one writer per plan; return each writer's (start, end).
+
+    One plan runs in this process. Several run in as many forked processes, each with its
+    own connection, started together: threads would share one interpreter lock, and the
+    ingest is as much Python as database.
+    """
+    if len(plans) == 1:
+        return [_ingest_batches(*plans[0])]
+    import multiprocessing
+
+    from django.db import connections
+
+    connections.close_all()  # each child opens its own
+    context = multiprocessing.get_context("fork")
+    barrier, spans = context.Barrier(len(plans)), context.Queue()
+    processes = [
+        context.Process(target=_ingest_writer, args=(owner, batches, barrier, spans))
+        for owner, batches in plans
+    ]
+    for process in processes:
+        process.start()
+    results = [spans.get() for _ in processes]
+    for process in processes:
+        process.join()
+    failed = [error for _, _, error in results if error]
+    if failed:
+        raise RuntimeError(f"a writer failed: {failed[0]}")
+    return [(start, end) for start, end, _ in results]
+
+
+def _ingest_writer(owner: Any, batches: list[list[Any]], barrier: Any, spans: Any) -> None:
+    from django.db import connection
+
+    try:
+        barrier.wait()
+        spans.put((*_ingest_batches(owner, batches), ""))
+    except BaseException as exc:
+        spans.put((0.0, 0.0, repr(exc)))
+    finally:
+        connection.close()
+
+
+def _ingest_batches(owner: Any, batches: list[list[Any]]) -> tuple[float, float]:
+    from trading.services import fills_record
+
+    start = time.time()  # one clock for every process
+    for batch in batches:
+        fills_record(owner=owner, fills=batch)
+    return start, time.time()
+
+
+def _drifted() -> tuple[int, int]:
+    """How many position streams' rows differ from a full replay, of how many."""
+    from persistence.models import Event
+
+    Instrument = instrument_model()
+
+    position_replay, position_row_for, position_streams = _replay_reads()
+    from trading.services import position_drift
+
+    streams = position_streams()
     drifted = 0
-    for stream in position_streams():
+    for stream in streams:
         head = Event.objects.filter(stream=stream).order_by("-version").first()
         assert head is not None
-        instrument = next(i for i in instruments if i.pk == head.data["instrument_id"])
+        instrument = Instrument.objects.get(pk=head.data["instrument_id"])
         full = position_replay(stream=stream, instrument=instrument, use_snapshot=False)
         row = position_row_for(
-            owner_id=user.pk,
+            owner_id=head.data["owner_id"],
             strategy_id=head.data["strategy_id"],
             instrument_id=instrument.pk,
         )
         drifted += bool(position_drift(row, full.state))
-    start = time.perf_counter()
-    report = ledger_verify()
-    verify_s = time.perf_counter() - start
-    print(
-        f"  exactness: {len(position_streams())} positions, {drifted} differ from a full replay; "
-        f"chain verify {'OK' if report.ok else 'FAILED'} over {report.events} events "
-        f"in {verify_s:.2f} s"
-    )
+    return drifted, len(streams)
 
 
 def bench_http(args: Any, user: Any, instrument: Any) -> None:
@@ -354,11 +488,24 @@ def bench_lists(args: Any, user: Any, instruments: list[Any], strategies: list[A
     )
 
 
+def _replay_reads() -> tuple[Any, Any, Any]:
+    """position_replay, position_row_for and position_streams, from whichever tree runs."""
+    try:
+        from trading import selectors
+
+        return selectors.position_replay, selectors.position_row_for, selectors.position_streams
+    except AttributeError:  # a tree from before the replays moved to selectors (A/B runs)
+        from trading import services
+
+        return services.position_replay, services.position_row_for, services.position_streams
+
+
 def bench_rebuild(args: Any) -> None:
     from django.conf import settings
 
-    from trading.models import Instrument
-    from trading.services import position_replay, position_streams
+    Instrument = instrument_model()
+
+    position_replay, _, position_streams = _replay_reads()
 
     streams = position_streams()
     instruments = {i.symbol: i for i in Instrument.objects.all()}

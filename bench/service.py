@@ -151,8 +151,8 @@ def _drop_postgres_database(name: str) -> None:
 
 def _setup_market(bars: int) -> tuple[Any, Any]:
     from accounts.models import User
+    from marketdata.services import candles_upsert, instrument_for_symbol, random_walk_candles
     from strategies.models import Strategy
-    from trading.candles import candles_upsert, instrument_for_symbol, random_walk_candles
 
     user = User.objects.create_user(username="bench", password=PASSWORD)
     instrument = instrument_for_symbol("BENCHUSDT")
@@ -279,7 +279,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _warm_candles(strategy: Any, bars: int) -> None:
-    from persistence.candles import candles_load
+    from marketdata.selectors import candles_load
 
     candles_load(
         instrument_id=strategy.instrument_id,

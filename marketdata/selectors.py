@@ -1,5 +1,6 @@
-"""Candles for the engine: a parquet cache keyed by instrument, timeframe and range, in
-front of the database, and the candle data version that goes into every params hash.
+"""Market-data reads: candles for the engine through a parquet cache keyed by instrument,
+timeframe and range, in front of the database; the candle data version that goes into every
+params hash; and the reads behind price charts.
 
 The data version is cheap on purpose, because it is computed on every submit, including
 the cache hits that must answer in milliseconds: it covers the instrument's ``updated_at``
@@ -21,11 +22,12 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from django.db import connection
+from django.db.models import Max, Min
 
+from marketdata.models import Candle, Instrument
 from persistence.hashing import params_hash
 from persistence.models import StorageFormat
 from persistence.services import cache_load, cache_lookup, cache_peek, cache_store
-from trading.models import Candle, Instrument
 
 CANDLE_CACHE_KIND = "candles"
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -189,3 +191,25 @@ def candles_load(
             while len(_in_memory) > MEMORY_FRAMES:
                 _in_memory.popitem(last=False)
     return frame, from_cache
+
+
+def candle_span(*, instrument_id: int, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last bar open times stored for a series, or None when it is empty."""
+    span = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe).aggregate(
+        first=Min("ts"), last=Max("ts")
+    )
+    if span["first"] is None:
+        return None
+    return pd.Timestamp(span["first"]), pd.Timestamp(span["last"])
+
+
+def candles_for_chart(candles: pd.DataFrame, *, max_bars: int) -> pd.DataFrame:
+    """Merge consecutive bars so at most `max_bars` remain, keeping true OHLC per group."""
+    if len(candles) <= max_bars:
+        return candles
+    group = np.arange(len(candles)) // -(-len(candles) // max_bars)
+    merged = candles.groupby(group).agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    merged.index = candles.index[np.searchsorted(group, merged.index)]
+    return merged

@@ -1,4 +1,4 @@
-"""Market-data writes: generating and importing candles, validated all-or-nothing.
+"""Market-data writes: instruments, and generating, importing and upserting candles.
 
 Candles are float64 like the engine. A batch is validated completely before anything is
 written, then upserted on (instrument, timeframe, ts) inside one transaction, so a bad
@@ -16,8 +16,8 @@ import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
 
-from strategies.library.timeframes import TIMEFRAME_SECONDS, timeframe_delta
-from trading.models import Candle, Instrument
+from marketdata.models import Candle, Instrument
+from marketdata.timeframes import TIMEFRAME_SECONDS, timeframe_delta
 
 OHLCV = ["open", "high", "low", "close", "volume"]
 REQUIRED_COLUMNS = ["ts", *OHLCV]
@@ -312,27 +312,3 @@ def instrument_for_symbol(symbol: str) -> Instrument:
     instrument.full_clean()
     instrument.save()
     return instrument
-
-
-def candle_span(*, instrument_id: int, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    """The first and last bar open times stored for a series, or None when it is empty."""
-    from django.db.models import Max, Min
-
-    span = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe).aggregate(
-        first=Min("ts"), last=Max("ts")
-    )
-    if span["first"] is None:
-        return None
-    return pd.Timestamp(span["first"]), pd.Timestamp(span["last"])
-
-
-def candles_for_chart(candles: pd.DataFrame, *, max_bars: int) -> pd.DataFrame:
-    """Merge consecutive bars so at most `max_bars` remain, keeping true OHLC per group."""
-    if len(candles) <= max_bars:
-        return candles
-    group = np.arange(len(candles)) // -(-len(candles) // max_bars)
-    merged = candles.groupby(group).agg(
-        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
-    )
-    merged.index = candles.index[np.searchsorted(group, merged.index)]
-    return merged

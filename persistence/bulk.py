@@ -10,7 +10,6 @@ PostgreSQL-only (callers choose `bulk_create` elsewhere); `insert_models` and
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,27 +46,6 @@ def copy_insert(model: type[Model], columns: Sequence[str], rows: Iterable[Seque
         with raw.copy(_copy_statement(model, columns)) as copy:
             for row in rows:
                 copy.write_row(row)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Hold off Python's cyclic garbage collector for one bulk write.
-
-    A batch of thousands of rows allocates hundreds of thousands of short-lived objects,
-    which reference counting frees on its own; but each allocation counts towards the
-    collector's thresholds, so a batch triggers many collections, and now and then a full
-    one that walks every object of the process (over 100 ms in a Django process holding a
-    batch of fills). Collection resumes, with the same thresholds, as soon as the batch
-    is done.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def reserve_ids(model: type[Model], count: int) -> list[int]:

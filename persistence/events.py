@@ -9,8 +9,10 @@ Canonical form and hash (the contract `verify_ledger` checks):
 
 The chain is global, in `seq` order. Appends therefore take one lock for the rest of their
 transaction (a PostgreSQL advisory lock; SQLite serialises writers already), which also
-makes `seq` order and chain order the same. Callers take their own row locks *before* they
-append, so the chain lock is held only for the inserts and the commit.
+makes `seq` order and chain order the same, and commit order too. Every appender waits on
+that lock for whatever its holder does until commit, so a caller takes the chain lock last:
+it takes its other locks, and writes what does not need the chain, before it appends. (The
+trading ledger's order is written down once, in trading/ingest.py.)
 """
 
 from __future__ import annotations
@@ -136,12 +138,19 @@ def _lock_chain() -> None:
 def lock_streams(streams: Iterable[str]) -> None:
     """Serialise writers of these streams until commit, in one global order (no deadlocks).
 
-    Needed where no row exists yet to lock, such as a position's first fill. SQLite has a
-    single writer, so there is nothing to do there.
+    Needed where no row exists yet to lock, such as a stream's first event.
+    """
+    lock_names(streams)
+
+
+def lock_names(names: Iterable[str]) -> None:
+    """Hold an advisory lock on each name until commit, taken in sorted order, so holders of
+    overlapping sets queue instead of deadlocking. SQLite has a single writer, so there is
+    nothing to do there.
     """
     if connection.vendor != "postgresql":
         return
-    ordered = sorted(set(streams))
+    ordered = sorted(set(names))
     if not ordered:
         return
     with connection.cursor() as cursor:
@@ -200,14 +209,15 @@ def dumps_ready(data: Any) -> str:
 
     orjson writes the same text as the standard library (sorted keys, no whitespace) for
     everything JSON-safe data holds, except how strings are escaped: it leaves non-ASCII
-    as UTF-8. Any output with an escape or non-ASCII is therefore made again by the
-    standard library, so the result is always exactly `_dumps(data)`.
+    as UTF-8, and DEL (0x7f) as it is, where the standard library writes `\\u007f`. Any
+    output with an escape, DEL or non-ASCII is therefore made again by the standard
+    library, so the result is always exactly `_dumps(data)`.
     """
     try:
         fast = orjson.dumps(data, option=_ORJSON_OPTIONS)
     except orjson.JSONEncodeError:  # e.g. an int beyond 64 bits
         return _dumps(data)
-    if fast.isascii() and b"\\" not in fast:
+    if fast.isascii() and b"\\" not in fast and b"\x7f" not in fast:
         return fast.decode("ascii")
     return _dumps(data)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 
 from persistence.models import Artifact, CachedResult
@@ -15,10 +15,6 @@ def artifact_for_hash(*, params_hash: str, name: str) -> Artifact | None:
     if not params_hash:
         return None
     return Artifact.objects.filter(params_hash=params_hash, name=name).order_by("-id").first()
-
-
-def cached_result_list() -> QuerySet[CachedResult]:
-    return CachedResult.objects.defer("blob").order_by("-created_at")
 
 
 def cache_stats() -> dict[str, Any]:

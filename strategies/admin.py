@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from config.admin import AuditedModelAdmin
+from persistence.admin import AuditedModelAdmin
 from strategies.models import Strategy
 from strategies.services import strategy_clean_parameters, strategy_update
 

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from marketdata.timeframes import timeframe_choices
 from strategies.library.registry import kind_choices
-from strategies.library.timeframes import timeframe_choices
 
 
 class Strategy(models.Model):
@@ -27,7 +27,7 @@ class Strategy(models.Model):
     kind = models.CharField(max_length=40, choices=kind_choices)
     parameters = models.JSONField(default=dict, blank=True)
     instrument = models.ForeignKey(
-        "trading.Instrument", on_delete=models.PROTECT, related_name="strategies"
+        "marketdata.Instrument", on_delete=models.PROTECT, related_name="strategies"
     )
     timeframe = models.CharField(max_length=8, choices=timeframe_choices, default="1h")
     initial_capital = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("10000"))

@@ -9,10 +9,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
+from marketdata.models import Instrument
 from strategies.library.base import ParamValidationError
 from strategies.library.registry import UnknownStrategyKind, get_kind
 from strategies.models import Strategy
-from trading.models import Instrument
 
 
 def strategy_clean_parameters(*, kind: str, parameters: dict[str, Any]) -> dict[str, Any]:

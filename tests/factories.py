@@ -8,8 +8,9 @@ from decimal import Decimal
 import factory
 
 from accounts.models import User
+from marketdata.models import Candle, Instrument
 from strategies.models import Strategy
-from trading.models import Candle, Instrument, Order
+from trading.models import Order
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from django.utils.dateparse import parse_datetime
@@ -62,6 +62,22 @@ class Scales:
         notional = min(tick_places + step_places, MAX_PLACES)
         average = min(tick_places + AVG_EXTRA_PLACES, MAX_PLACES)
         return cls(notional=Decimal(1).scaleb(-notional), average=Decimal(1).scaleb(-average))
+
+
+class Gridded(Protocol):
+    """What the rounding grid is read from: an instrument, or anything with its tick and step."""
+
+    @property
+    def price_tick(self) -> Decimal: ...
+
+    @property
+    def quantity_step(self) -> Decimal: ...
+
+
+def instrument_scales(instrument: Gridded) -> Scales:
+    return Scales.for_instrument(
+        price_tick=instrument.price_tick, quantity_step=instrument.quantity_step
+    )
 
 
 def _places(value: Decimal) -> int:

@@ -12,12 +12,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
-from config.admin import AuditedModelAdmin, ReadOnlyModelAdmin
+from persistence.admin import AuditedModelAdmin, ReadOnlyModelAdmin
 from trading import services
 from trading.models import (
-    Candle,
     Fill,
-    Instrument,
     Order,
     Position,
     PositionHead,
@@ -25,24 +23,6 @@ from trading.models import (
     TradeRollup,
     TradeStreakRollup,
 )
-
-
-@admin.register(Instrument)
-class InstrumentAdmin(AuditedModelAdmin):
-    list_display = ("symbol", "base", "quote", "price_tick", "quantity_step", "is_active")
-    list_filter = ("is_active", "quote")
-    search_fields = ("symbol", "base", "quote")
-
-
-@admin.register(Candle)
-class CandleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("instrument", "timeframe", "ts", "open", "high", "low", "close", "volume")
-    list_filter = ("timeframe", "instrument__symbol")
-    search_fields = ("instrument__symbol",)
-    date_hierarchy = "ts"
-    list_select_related = ("instrument",)
-    # Counting millions of bars on every list page is the slow part; skip it.
-    show_full_result_count = False
 
 
 class LedgerAdminMixin:

@@ -1,10 +1,10 @@
 """REST API of the trading ledger: thin views over trading.services and trading.selectors.
 
-Lists are scoped to the caller (staff see all), cursor-paginated (a deep page costs what the
-first one does) with `?limit=` (default 100, at most 1000), and strict: an unknown query
-parameter, a malformed filter or an unknown `ordering` field is a 400 naming it.
-Conflicts with the ledger's state (a replayed client_order_id with another payload, an
-illegal order transition, an over-fill) are 409s.
+Lists are scoped to the caller (staff see all), cursor-paginated like every list of the API
+(config.api: `?limit=`, default 100, at most 1000), and strict: an unknown query parameter,
+a malformed filter or an unknown `ordering` field is a 400 naming it. Conflicts with the
+ledger's state (a replayed client_order_id with another payload, an illegal order
+transition, an over-fill) raise LedgerConflict, which config.api's handler makes a 409.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from functools import cached_property, partial
 from typing import Any, cast
 
 from auditlog.models import LogEntry
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -26,15 +25,15 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from marketdata.models import Instrument
 from persistence.models import Event
-from strategies.models import Strategy
+from strategies.api import VisibleStrategyField
 from trading import selectors, services
 from trading.filters import (
     AuditFilter,
@@ -44,7 +43,7 @@ from trading.filters import (
     PositionFilter,
     TradeFilter,
 )
-from trading.models import Fill, Instrument, Order, Position, Side, Trade
+from trading.models import Fill, Order, Position, Side, Trade
 
 MAX_BULK_FILLS = 10_000
 
@@ -55,24 +54,6 @@ def _user(request: Request) -> User:
 
 
 # --- Plumbing shared by the ledger views --------------------------------------------------
-
-
-class LedgerCursorPagination(CursorPagination):
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 1000
-
-    def get_page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        try:
-            size = int(raw)
-        except ValueError:
-            size = 0
-        if size < 1:
-            raise ValidationError({"limit": "Must be a positive integer."})
-        return min(size, self.max_page_size)
 
 
 class StrictOrderingFilter(OrderingFilter):
@@ -93,14 +74,9 @@ class StrictOrderingFilter(OrderingFilter):
         return super().get_ordering(request, queryset, view)
 
 
-def _conflict(exc: services.LedgerConflict) -> Response:
-    return Response({"detail": exc.message, **exc.detail}, status=status.HTTP_409_CONFLICT)
-
-
 class LedgerViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
-    """Strict query parameters, and service errors turned into 400/409 responses."""
+    """Strict query parameters; pagination and error responses are the API's defaults."""
 
-    pagination_class = LedgerCursorPagination
     filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
     always_allowed = frozenset({"ordering", "limit", "cursor", "format"})
 
@@ -114,14 +90,6 @@ class LedgerViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
             unknown = sorted(set(request.query_params) - allowed)
             if unknown:
                 raise ValidationError(dict.fromkeys(unknown, "Unknown query parameter."))
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, services.LedgerConflict):
-            return _conflict(exc)
-        if isinstance(exc, DjangoValidationError):
-            detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-            exc = ValidationError(detail)
-        return super().handle_exception(exc)
 
 
 # --- Serializers --------------------------------------------------------------------------
@@ -158,12 +126,6 @@ class OrderSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         read_only_fields = fields
 
 
-@extend_schema_field(OpenApiTypes.INT)
-class OwnStrategyField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
-    def get_queryset(self) -> QuerySet[Strategy]:
-        return Strategy.objects.filter(owner=self.context["request"].user)
-
-
 class OrderCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """What a client may set. Status, fills, owner and PnL are the ledger's, never input."""
 
@@ -171,7 +133,7 @@ class OrderCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     symbol = serializers.SlugRelatedField(
         slug_field="symbol", queryset=Instrument.objects.all(), source="instrument"
     )
-    strategy = OwnStrategyField(required=False, allow_null=True)
+    strategy = VisibleStrategyField(required=False, allow_null=True)
     side = serializers.ChoiceField(choices=Side.choices)
     order_type = serializers.ChoiceField(choices=Order.Type.choices, default=Order.Type.MARKET)
     quantity = serializers.DecimalField(max_digits=38, decimal_places=18)

@@ -10,7 +10,7 @@ class TradingConfig(AppConfig):
     def ready(self) -> None:
         from auditlog.registry import auditlog
 
-        from trading.models import Fill, Instrument, Order, Position, Trade
+        from trading.models import Fill, Order, Position, Trade
 
-        for model in (Instrument, Order, Fill, Position, Trade):
+        for model in (Order, Fill, Position, Trade):
             auditlog.register(model)

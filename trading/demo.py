@@ -11,7 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from trading.models import Candle, Instrument, Order
+from marketdata.models import Candle, Instrument
+from trading.models import Order
 from trading.services import fill_record, order_cancel, order_submit
 
 # Demo fills pay a taker fee of 0.1% of their notional.

@@ -20,11 +20,11 @@ from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
+from marketdata.models import Instrument
 from strategies.models import Strategy
 from trading.models import (
     Direction,
     ExitReason,
-    Instrument,
     OrderStatus,
     OrderType,
     PositionStatus,

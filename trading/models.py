@@ -1,86 +1,24 @@
-"""Instruments and candles (market data), and the ledger: orders, fills, positions, trades.
+"""The trading ledger: orders, fills, positions, round-trip trades and their rollups.
 
-Ledger money and quantities are `NUMERIC` (Decimal). Candles are float64, like the engine.
+Ledger money and quantities are `NUMERIC` (Decimal).
 Invariants that must never break live in the database as constraints, not only in Python.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TypedDict
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from strategies.library.timeframes import timeframe_choices
+from marketdata.models import PRICE, QTY, DecimalSpec, Instrument
 
-
-# Wide enough for crypto quantities (18 decimals) and equity indices alike.
-class _DecimalSpec(TypedDict):
-    max_digits: int
-    decimal_places: int
-
-
-QTY: _DecimalSpec = {"max_digits": 38, "decimal_places": 18}
-PRICE: _DecimalSpec = {"max_digits": 38, "decimal_places": 18}
-MONEY: _DecimalSpec = {"max_digits": 38, "decimal_places": 18}
+MONEY: DecimalSpec = {"max_digits": 38, "decimal_places": 18}
 
 
 def _in(field: str, choices: type[models.TextChoices]) -> Q:
     return Q(**{f"{field}__in": choices.values})
-
-
-class Instrument(models.Model):
-    symbol = models.CharField(max_length=40, unique=True)
-    base = models.CharField(max_length=20)
-    quote = models.CharField(max_length=20)
-    price_tick = models.DecimalField(**PRICE)
-    quantity_step = models.DecimalField(**QTY)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["symbol"]
-        constraints = [
-            models.CheckConstraint(condition=Q(price_tick__gt=0), name="instrument_tick_positive"),
-            models.CheckConstraint(
-                condition=Q(quantity_step__gt=0), name="instrument_step_positive"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return self.symbol
-
-
-class Candle(models.Model):
-    """One OHLCV bar; `ts` is the bar's open time in UTC."""
-
-    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="candles")
-    timeframe = models.CharField(max_length=8, choices=timeframe_choices)
-    ts = models.DateTimeField()
-    open = models.FloatField()
-    high = models.FloatField()
-    low = models.FloatField()
-    close = models.FloatField()
-    volume = models.FloatField(default=0)
-
-    class Meta:
-        ordering = ["instrument_id", "timeframe", "ts"]
-        constraints = [
-            # The unique index on (instrument, timeframe, ts) also serves range scans.
-            models.UniqueConstraint(
-                fields=["instrument", "timeframe", "ts"], name="candle_unique_bar"
-            ),
-            models.CheckConstraint(condition=Q(high__gte=F("low")), name="candle_high_gte_low"),
-            models.CheckConstraint(
-                condition=Q(low__gt=0) & Q(volume__gte=0), name="candle_positive_prices"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.instrument_id} {self.timeframe} {self.ts:%Y-%m-%d %H:%M}"
 
 
 class Side(models.TextChoices):

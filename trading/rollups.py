@@ -12,7 +12,8 @@ contiguous in (exit_time, id) order, which days of one series, or of one owner, 
 
 The services keep both tables current in the transaction that closes a trade; a trade that
 closes out of order (its exit sorts before what the day already holds) makes its day be
-recomputed from the trades. `trade_rollups_rebuild` recomputes everything.
+recomputed from the trades. `trade_rollups_rebuild` recomputes everything. Where these
+locks come in a ledger write's lock order is written down in trading/ingest.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from persistence.bulk import bulk_update_rows
+from persistence.events import lock_names
 from trading.accounting import PRECISION
 from trading.models import Trade, TradeRollup, TradeStatus, TradeStreakRollup
 
@@ -250,8 +252,8 @@ def _any(qs: Sequence[Q]) -> Q:
 def trades_closed_record(trades: Iterable[Trade]) -> None:
     """Add trades that have just closed (saved, with ids) to both rollups.
 
-    Runs inside the service's transaction, after the trade rows are written. Rows are
-    locked in key order, after the position streams and before the event chain.
+    Runs inside the service's transaction, after the trade rows are written. Takes each
+    owner's rollup lock, then the rows in key order (the lock order: trading/ingest.py).
     """
     closed = [
         _Closed(
@@ -275,6 +277,9 @@ def trades_closed_record(trades: Iterable[Trade]) -> None:
         by_series.setdefault(_series_key(trade), []).append(trade)
         by_owner.setdefault((trade.owner_id, exit_day(trade.exit_time)), []).append(trade)
     with transaction.atomic(savepoint=False):  # an error rolls the caller back whole
+        # An owner's streak rows are shared by all the owner's streams: the stream locks do
+        # not order two writers of them, this lock does.
+        lock_names(f"trade-rollups-{owner_id}" for owner_id in {t.owner_id for t in closed})
         _record_series(by_series)
         _record_owners(by_owner)
 

@@ -1,15 +1,18 @@
-"""Reads of the trading ledger, scoped to the caller (staff see everything).
+"""Reads of the trading ledger, scoped to the caller (staff see everything), and replays of
+its position streams.
 
 Aggregates (the trade summary, the portfolio) are computed by the database: the rows never
 come to Python, so a summary over a million trades costs one pass over an index or table.
+A replay recomputes a position from its events, from the newest snapshot or from any point
+in time, with the accounting the services use (`apply_fill`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
+from datetime import date, datetime
+from decimal import Decimal, localcontext
 from typing import Any
 
 from auditlog.models import LogEntry
@@ -35,18 +38,14 @@ from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
 from django.utils import timezone
 
 from accounts.models import User
+from marketdata.models import Candle, Instrument
+from persistence.events import stream_tail
 from persistence.models import Event
-from trading.models import (
-    MONEY,
-    Candle,
-    Fill,
-    Order,
-    Position,
-    Trade,
-    TradeRollup,
-    TradeStreakRollup,
-)
+from strategies.models import Strategy
+from trading.accounting import PRECISION, PositionState, apply_fill, instrument_scales
+from trading.models import MONEY, Fill, Order, Position, Trade, TradeRollup, TradeStreakRollup
 from trading.rollups import STREAK_FIELDS, streaks_fold
+from trading.streams import POSITION_STREAM_PREFIX, position_stream
 
 ZERO = Decimal(0)
 _MONEY = DecimalField(**MONEY)
@@ -419,3 +418,90 @@ def portfolio_history(*, user: User) -> list[dict[str, Any]]:
             {"day": day, "net_pnl": row["net_pnl"], "trades": row["trades"], "equity": equity}
         )
     return series
+
+
+# --- Position replays ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    stream: str
+    state: PositionState
+    version: int
+    from_snapshot: int  # the snapshot's version, 0 for a replay from the first event
+    events_applied: int
+
+
+def position_replay(
+    *,
+    stream: str,
+    instrument: Instrument,
+    as_of: datetime | None = None,
+    use_snapshot: bool = True,
+) -> Replay:
+    """A position stream's current life, recomputed from its fills.
+
+    From the newest snapshot taken at or before `as_of` plus the events after it, or from
+    the first event when `use_snapshot` is off. The recorded states inside the events are
+    not read: the replay recomputes every fill.
+    """
+    tail = stream_tail(stream, as_of=as_of, use_snapshot=use_snapshot)
+    snapshot = tail.snapshot_state
+    state = PositionState.from_json(snapshot["position"]) if snapshot else PositionState()
+    start = tail.snapshot_version
+    scales = instrument_scales(instrument)
+    version, applied = start, 0
+    with localcontext(prec=PRECISION):  # once, rather than once per fill in apply_fill
+        for version, data in tail.events:  # noqa: B007 - the last version is the replay's
+            state = apply_fill(
+                state,
+                side=data["side"],
+                quantity=Decimal(data["quantity"]),
+                price=Decimal(data["price"]),
+                fee=Decimal(data["fee"]),
+                ts=datetime.fromisoformat(data["ts"]),
+                scales=scales,
+                exit_reason=data["exit_reason"],
+            ).current
+            applied += 1
+    return Replay(
+        stream=stream,
+        state=state,
+        version=version,
+        from_snapshot=start,
+        events_applied=applied,
+    )
+
+
+def position_as_of(
+    *, owner: User, strategy: Strategy | None, instrument: Instrument, ts: datetime
+) -> PositionState:
+    """Time travel: the position as the ledger knew it at `ts` (by when events were recorded)."""
+    stream = position_stream(
+        owner_id=owner.pk,
+        strategy_id=strategy.pk if strategy else None,
+        symbol=instrument.symbol,
+    )
+    return position_replay(stream=stream, instrument=instrument, as_of=ts).state
+
+
+def position_row_for(
+    *, owner_id: int, strategy_id: int | None, instrument_id: int
+) -> Position | None:
+    """The row of a stream's newest life: the open one, else the last one closed."""
+    rows = Position.objects.filter(owner_id=owner_id, instrument_id=instrument_id)
+    rows = (
+        rows.filter(strategy__isnull=True)
+        if strategy_id is None
+        else rows.filter(strategy_id=strategy_id)
+    )
+    return rows.order_by("-id").first()
+
+
+def position_streams() -> list[str]:
+    """Every position stream, by name."""
+    return list(
+        Event.objects.filter(stream__startswith=POSITION_STREAM_PREFIX, version=1)
+        .order_by("stream")
+        .values_list("stream", flat=True)
+    )

@@ -4,7 +4,7 @@ Public API: run_backtest, run_positions (bring your own target positions), run_s
 expand_grid, BacktestConfig, BacktestResult, the EngineError family, ENGINE_VERSION,
 METRIC_DEFINITIONS and HEADLINE_METRICS.
 
-Execution rules (each one is pinned by a test in tests/engine/test_rules.py):
+Execution rules (each one is pinned by a test in tests/backtests/engine/test_rules.py):
 
 1. Signals. The strategy's target position for bar t is computed from data up to bar t's
    close. A change of target fills at bar t+1's open; nothing ever fills on bar 0.

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from backtests.engine.errors import InvalidConfigError
-from strategies.library.timeframes import TIMEFRAME_SECONDS
+from marketdata.timeframes import TIMEFRAME_SECONDS
 
 
 @dataclass(frozen=True)

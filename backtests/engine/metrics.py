@@ -23,7 +23,7 @@ import pandas as pd
 
 from backtests.engine.config import BacktestConfig
 from backtests.engine.simulate import Trades
-from strategies.library.timeframes import SECONDS_PER_YEAR, periods_per_year
+from marketdata.timeframes import SECONDS_PER_YEAR, periods_per_year
 
 MetricValue = float | int | str | None
 

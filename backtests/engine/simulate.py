@@ -94,7 +94,12 @@ def simulate(
     config: BacktestConfig,
     progress: ProgressFn | None = None,
 ) -> Simulation:
-    """Fill a target-position series under `config` (see the package docstring for rules)."""
+    """Fill a target-position series under `config` (see the package docstring for rules).
+
+    One function on purpose (about 120 lines): it is a single pass of array algebra whose
+    intermediates (entry and exit bars, prices, quantities, cash per trade) feed every later
+    step; split up, each step would take and return most of them.
+    """
     n = len(bars)
     o, c = bars.open, bars.close
     fee = config.fee_rate

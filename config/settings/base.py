@@ -32,10 +32,11 @@ INSTALLED_APPS = [
     "auditlog",
     "channels",
     "accounts",
+    "persistence",
+    "marketdata",
     "strategies",
     "trading",
     "backtests",
-    "persistence",
 ]
 
 MIDDLEWARE = [
@@ -166,8 +167,11 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # One dialect for every endpoint: cursor pages (?limit=, 100 by default, at most 1,000)
+    # and domain errors as 400 per field / 409 conflict; see config/api/.
+    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CappedCursorPagination",
     "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "config.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
     "DEFAULT_THROTTLE_CLASSES": [
@@ -206,7 +210,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
-# --- Backtests as a service (owned by backtests/; see backtests/services.py) -----------
+# --- Backtests as a service (owned by backtests/; see backtests/services/) -----------
 # Progress messages: at most one per this many seconds (and one per percent) per run.
 BACKTEST_PROGRESS_MIN_INTERVAL = float(env_str("BACKTEST_PROGRESS_MIN_INTERVAL", "0.1"))
 # A running run whose worker has sent no sign of life for this long is considered lost:
@@ -232,7 +236,7 @@ if REDIS_URL:
         }
     }
 
-# --- Trading ledger (owned by trading/; see trading/services.py and trading/selectors.py) --
+# --- Trading ledger (owned by trading/: services/, ingest.py, selectors.py) ---------------
 # The portfolio's cash is this plus every fill's cash flow, minus fees.
 LEDGER_STARTING_CASH = env_str("LEDGER_STARTING_CASH", "0")
 # Orders, positions/trades and backtest runs each have a "status" with its own choices;

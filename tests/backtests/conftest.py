@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from marketdata.models import Candle, Instrument
+from marketdata.services import random_walk_candles
 from tests.factories import InstrumentFactory, StrategyFactory
-from trading.candles import random_walk_candles
-from trading.models import Candle, Instrument
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BARS = 600

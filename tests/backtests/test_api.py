@@ -75,6 +75,8 @@ def test_another_users_run_is_a_404_and_their_strategy_a_400(
     assert api_client.get(f"{URL}{run_id}/").status_code == 404
     assert api_client.post(f"{URL}{run_id}/cancel/").status_code == 404
     assert api_client.get(f"{URL}{run_id}/trades/").status_code == 404
+    as_csv = api_client.get(f"{URL}{run_id}/equity/", {"format": "csv"})
+    assert as_csv.status_code == 404 and as_csv.json() == {"detail": "No such backtest run."}
     assert run_id not in [r["id"] for r in api_client.get(URL).json()["results"]]
     foreign = api_client.post(URL, body(StrategyFactory(owner=other_user, instrument=market)))
     assert foreign.status_code == 400 and "strategy" in foreign.json()
@@ -82,7 +84,17 @@ def test_another_users_run_is_a_404_and_their_strategy_a_400(
 
 def test_staff_see_every_run(api_client, staff_client, strategy) -> None:
     api_client.post(URL, body(strategy), format="json")
-    assert staff_client.get(URL).json()["count"] == 1
+    assert len(staff_client.get(URL).json()["results"]) == 1
+
+
+def test_staff_may_backtest_and_sweep_any_users_strategy(staff_client, strategy) -> None:
+    run = staff_client.post(URL, body(strategy), format="json")
+    assert run.status_code == 201, run.json()
+    assert run.json()["strategy"] == strategy.pk
+    sweep = staff_client.post(
+        "/api/v1/sweeps/", body(strategy, grid={"fast": [5, 8]}), format="json"
+    )
+    assert sweep.status_code == 201, sweep.json()
 
 
 def test_the_list_filters_and_orders_by_a_headline_metric(api_client, strategy) -> None:
@@ -92,31 +104,108 @@ def test_the_list_filters_and_orders_by_a_headline_metric(api_client, strategy) 
     listed = api_client.get(URL, {"status": "succeeded", "ordering": "-return_pct"}).json()
     returns = [r["headline_metrics"]["return_pct"] for r in listed["results"]]
     assert len(returns) == 2 and returns == sorted(returns, reverse=True)
-    assert api_client.get(URL, {"symbol": "btcusdt", "kind": "sma_cross"}).json()["count"] == 3
-    assert api_client.get(URL, {"symbol": "ETHUSDT"}).json()["count"] == 0
-    assert api_client.get(URL, {"created_after": "2100-01-01T00:00:00Z"}).json()["count"] == 0
-    assert api_client.get(URL, {"limit": 100000}).json()["count"] == 3
-    assert api_client.get(URL, {"ordering": "bogus"}).status_code == 400
+
+    def listed_count(**params: str) -> int:
+        return len(api_client.get(URL, params).json()["results"])
+
+    assert listed_count(symbol="btcusdt", kind="sma_cross") == 3
+    assert listed_count(symbol="ETHUSDT") == 0
+    assert listed_count(created_after="2100-01-01T00:00:00Z") == 0
+    assert listed_count(limit="100000") == 3
+    bogus = api_client.get(URL, {"ordering": "bogus"})
+    assert bogus.status_code == 400 and "ordering" in bogus.json()
 
 
-def test_pagination_is_capped(api_client, strategy) -> None:
-    response = api_client.get(URL, {"limit": 100000})
-    assert response.status_code == 200
-    from backtests.api import CappedPagination
+def _runs(strategy, count: int, metrics=lambda i: {}) -> list[int]:  # type: ignore[no-untyped-def]
+    runs = BacktestRun.objects.bulk_create(
+        BacktestRun(
+            owner=strategy.owner,
+            strategy=strategy,
+            kind=strategy.kind,
+            instrument=strategy.instrument,
+            timeframe="1h",
+            start=T0,
+            end=END,
+            initial_capital=10_000,
+            fee_rate=0,
+            params_hash=f"{i:064d}",
+            metrics=metrics(i),
+        )
+        for i in range(count)
+    )
+    return [run.pk for run in runs]
 
-    assert CappedPagination.max_limit == 500
+
+def test_the_run_list_is_cursor_paginated_100_by_default_and_at_most_1000(
+    api_client, strategy
+) -> None:
+    ids = _runs(strategy, 1001)
+    first = api_client.get(URL).json()
+    assert "count" not in first and first["previous"] is None
+    assert len(first["results"]) == 100
+    second = api_client.get(first["next"]).json()
+    assert len(second["results"]) == 100
+    newest_first = list(
+        BacktestRun.objects.filter(pk__in=ids)
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)[:200]
+    )
+    assert [r["id"] for r in first["results"] + second["results"]] == newest_first
+    capped = api_client.get(URL, {"limit": 100000}).json()
+    assert len(capped["results"]) == 1000 and capped["next"] is not None
+    rest = api_client.get(capped["next"]).json()
+    assert len(rest["results"]) == 1 and rest["next"] is None
+    for bad in ("0", "-1", "abc"):
+        response = api_client.get(URL, {"limit": bad})
+        assert response.status_code == 400 and "limit" in response.json()
+
+
+def test_metric_ordering_pages_by_cursor_with_runs_lacking_the_metric_last(
+    api_client, strategy
+) -> None:
+    returns = [3.5, -1.0, 10.0, 9.0, 3.5, 0.0]
+    ids = _runs(
+        strategy,
+        len(returns) + 2,
+        lambda i: {"return_pct": returns[i]} if i < len(returns) else {},
+    )
+    without = set(ids[len(returns) :])
+
+    def every_page(ordering: str) -> list[dict]:  # type: ignore[type-arg]
+        rows, url, params = [], URL, {"ordering": ordering, "limit": 2}
+        while url:
+            page = api_client.get(url, params).json()
+            rows += page["results"]
+            url, params = page["next"], {}
+        return rows
+
+    descending = every_page("-return_pct")
+    assert [r["metrics"].get("return_pct") for r in descending] == [
+        10.0, 9.0, 3.5, 3.5, 0.0, -1.0, None, None
+    ]  # fmt: skip
+    ascending = every_page("return_pct")
+    assert [r["metrics"].get("return_pct") for r in ascending] == [
+        -1.0, 0.0, 3.5, 3.5, 9.0, 10.0, None, None
+    ]  # fmt: skip
+    for rows in (descending, ascending):
+        assert sorted(r["id"] for r in rows) == sorted(ids)
+        assert {r["id"] for r in rows[-2:]} == without
 
 
 def test_trades_are_paginated_and_filterable(api_client, strategy) -> None:
     run = run_to_completion(api_client, strategy)
-    trades = api_client.get(f"{URL}{run['id']}/trades/", {"limit": 2}).json()
-    assert trades["count"] > 2 and len(trades["results"]) == 2
+    trades = api_client.get(f"{URL}{run['id']}/trades/", {"limit": 1000}).json()
+    assert len(trades["results"]) > 2 and trades["next"] is None
+    first = api_client.get(f"{URL}{run['id']}/trades/", {"limit": 2}).json()
+    assert first["results"] == trades["results"][:2]
+    second = api_client.get(first["next"]).json()
+    assert second["results"] == trades["results"][2:4]
     winners = api_client.get(f"{URL}{run['id']}/trades/", {"pnl_sign": "positive"}).json()
     assert winners["results"] and all(t["pnl"] > 0 for t in winners["results"])
     shorts = api_client.get(f"{URL}{run['id']}/trades/", {"direction": "short"}).json()
     longs = api_client.get(f"{URL}{run['id']}/trades/", {"direction": "long"}).json()
     assert all(t["direction"] == "short" for t in shorts["results"])
-    assert shorts["count"] + longs["count"] == trades["count"]
+    assert len(shorts["results"]) + len(longs["results"]) == len(trades["results"])
     by_reason = api_client.get(f"{URL}{run['id']}/trades/", {"exit_reason": "signal"}).json()
     assert all(t["exit_reason"] == "signal" for t in by_reason["results"])
 
@@ -152,14 +241,27 @@ def test_the_xlsx_export_has_three_sheets_and_is_kept_as_an_artifact(api_client,
 
 def test_export_of_an_unfinished_run_is_a_conflict(api_client, strategy) -> None:
     run = api_client.post(URL, body(strategy), format="json").json()
-    assert api_client.get(f"{URL}{run['id']}/export/").status_code == 409
+    for wanted in ("xlsx", "csv"):
+        response = api_client.get(f"{URL}{run['id']}/export/", {"format": wanted})
+        assert response.status_code == 409
+        assert "has no results" in response.json()["detail"]
 
 
 def test_cancel_then_cancel_again_is_a_conflict(api_client, strategy) -> None:
     run = api_client.post(URL, body(strategy), format="json").json()
     cancelled = api_client.post(f"{URL}{run['id']}/cancel/")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert api_client.post(f"{URL}{run['id']}/cancel/").status_code == 409
+    again = api_client.post(f"{URL}{run['id']}/cancel/")
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"Run {run['id']} has already cancelled."}
+
+
+def test_a_sweep_grid_error_is_a_400_naming_the_field(api_client, strategy) -> None:
+    response = api_client.post(
+        "/api/v1/sweeps/", body(strategy, grid={"bogus": [1, 2]}), format="json"
+    )
+    assert response.status_code == 400
+    assert "bogus" in str(response.json()["grid"])
 
 
 def test_strategy_kinds_list_every_kind_with_its_spec(api_client) -> None:

@@ -9,13 +9,16 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from backtests import services
-from backtests.engine import EngineError
+from backtests import selectors, services
+from backtests.engine import EngineError, run_backtest
 from backtests.models import BacktestRun, BacktestTrade, RunStatus
+from backtests.services import execution
+from marketdata.models import Candle, Instrument
+from marketdata.selectors import candles_load
 from persistence.models import Artifact, CachedResult
+from strategies.library.base import StrategyRef
 from tests.backtests.conftest import END, T0
 from tests.factories import StrategyFactory
-from trading.models import Candle, Instrument
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +56,7 @@ def test_execution_saves_metrics_trades_and_curves_in_one_go(user, strategy) -> 
         BacktestTrade.objects.filter(run=run).count()
         == run.metrics["num_trades"] + run.metrics["open_trades"]
     )
-    frame = services.equity_frame(run)
+    frame = selectors.equity_frame(run)
     assert list(frame.columns) == ["equity", "drawdown"]
     assert len(frame) == 600
     assert CachedResult.objects.filter(kind="backtest", params_hash=run.params_hash).exists()
@@ -61,11 +64,11 @@ def test_execution_saves_metrics_trades_and_curves_in_one_go(user, strategy) -> 
 
 def test_stored_trades_match_the_engines_trades_value_for_value(user, strategy) -> None:
     run = execute(submit(user, strategy))
-    candles, _ = services.candles_load(
+    candles, _ = candles_load(
         instrument_id=run.instrument_id, timeframe=run.timeframe, start=run.start, end=run.end
     )
-    ref = services.StrategyRef(kind=run.kind, params=run.parameters)
-    engine = services.run_backtest(candles, ref, services.run_engine_config(run)).trades
+    ref = StrategyRef(kind=run.kind, params=run.parameters)
+    engine = run_backtest(candles, ref, services.run_engine_config(run)).trades
     stored = list(BacktestTrade.objects.filter(run=run).order_by("entry_time", "id"))
     assert len(stored) == len(engine) > 1
     for trade, expected in zip(stored, engine.itertuples(index=False), strict=True):
@@ -135,6 +138,13 @@ def test_invalid_parameters_name_the_field_and_the_rule(user, strategy) -> None:
     assert set(caught.value.errors) == {"fee_rate", "size_fraction"}
 
 
+@pytest.mark.parametrize("override", [[1, 2], "fast=3", 7])
+def test_parameters_that_are_not_an_object_are_a_field_error(user, strategy, override) -> None:
+    with pytest.raises(services.BacktestInputError) as caught:
+        submit(user, strategy, overrides={"parameters": override})
+    assert caught.value.errors["parameters"] == ["Must be an object of parameter values."]
+
+
 def test_a_range_without_enough_candles_is_refused(user, strategy) -> None:
     with pytest.raises(services.BacktestInputError) as caught:
         services.backtest_submit(
@@ -155,7 +165,7 @@ def test_an_engine_failure_stores_a_readable_error_and_no_results(
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise EngineError("candle close is NaN in 1 bar(s)")
 
-    monkeypatch.setattr(services, "run_backtest", broken)
+    monkeypatch.setattr(execution, "run_backtest", broken)
     run = execute(submit(user, strategy))
     assert run.status == RunStatus.FAILED
     assert run.error == "candle close is NaN in 1 bar(s)"
@@ -173,7 +183,7 @@ def test_a_queued_run_cancelled_never_runs(user, strategy) -> None:
 
 def test_a_running_run_cancelled_stops_and_stores_nothing(user, strategy, monkeypatch) -> None:
     run = submit(user, strategy)
-    real = services.run_backtest
+    real = execution.run_backtest
 
     def cancel_midway(candles, ref, config, progress):  # type: ignore[no-untyped-def]
         def on_progress(done: int, total: int) -> None:
@@ -183,7 +193,7 @@ def test_a_running_run_cancelled_stops_and_stores_nothing(user, strategy, monkey
 
         return real(candles, ref, config, progress=on_progress)
 
-    monkeypatch.setattr(services, "run_backtest", cancel_midway)
+    monkeypatch.setattr(execution, "run_backtest", cancel_midway)
     run = execute(run)
     assert run.status == RunStatus.CANCELLED
     assert not BacktestTrade.objects.exists()

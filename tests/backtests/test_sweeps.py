@@ -11,6 +11,7 @@ from channels.layers import get_channel_layer
 from backtests import services
 from backtests.engine import EngineError
 from backtests.models import RunStatus, Sweep
+from backtests.services import sweeps
 from persistence.models import CachedResult
 from tests.backtests.conftest import END, T0
 
@@ -110,14 +111,14 @@ def test_chunks_only_compute_and_the_callback_stores_every_row_at_once(
 ) -> None:
     settings.SWEEP_CHUNK_SIZE = 2
     stores = []
-    real = services.cache_store_many
+    real = sweeps.cache_store_many
 
     def spy(**kwargs):  # type: ignore[no-untyped-def]
         stores.append((Sweep.objects.get().status, len(kwargs["contents"])))
         return real(**kwargs)
 
     with (
-        patch.object(services, "cache_store_many", spy),
+        patch.object(sweeps, "cache_store_many", spy),
         django_capture_on_commit_callbacks(execute=True),
     ):
         sweep = services.sweep_submit(user=user, strategy=strategy, start=T0, end=END, grid=GRID)
@@ -132,7 +133,7 @@ def test_a_failed_chunk_fails_the_sweep_readably_and_caches_no_row(
     user, strategy, eager_celery, django_capture_on_commit_callbacks, settings, monkeypatch
 ) -> None:
     settings.SWEEP_CHUNK_SIZE = 2
-    real = services.run_sweep
+    real = sweeps.run_sweep
     calls = []
 
     def second_chunk_breaks(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -141,7 +142,7 @@ def test_a_failed_chunk_fails_the_sweep_readably_and_caches_no_row(
             raise EngineError("candle close is NaN in 1 bar(s)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "run_sweep", second_chunk_breaks)
+    monkeypatch.setattr(sweeps, "run_sweep", second_chunk_breaks)
     with django_capture_on_commit_callbacks(execute=True):
         sweep = services.sweep_submit(user=user, strategy=strategy, start=T0, end=END, grid=GRID)
     sweep.refresh_from_db()
@@ -156,7 +157,7 @@ def test_a_sweep_cancelled_midway_stops_its_chunks_and_stores_nothing(
 ) -> None:
     settings.SWEEP_CHUNK_SIZE = 2
     settings.BACKTEST_PROGRESS_MIN_INTERVAL = 0
-    real = services.run_sweep
+    real = sweeps.run_sweep
     ran = []
 
     def cancel_during_first(candles, kind, combos, config, progress):  # type: ignore[no-untyped-def]
@@ -169,7 +170,7 @@ def test_a_sweep_cancelled_midway_stops_its_chunks_and_stores_nothing(
 
         return real(candles, kind, combos, config, progress=on_progress)
 
-    monkeypatch.setattr(services, "run_sweep", cancel_during_first)
+    monkeypatch.setattr(sweeps, "run_sweep", cancel_during_first)
     with django_capture_on_commit_callbacks(execute=True):
         sweep = services.sweep_submit(user=user, strategy=strategy, start=T0, end=END, grid=GRID)
     sweep.refresh_from_db()

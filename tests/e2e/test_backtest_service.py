@@ -26,9 +26,9 @@ from django.db import connection
 
 from backtests.models import BacktestRun, BacktestTrade
 from config.serve import free_port, port_open, start_embedded_redis, web_command, web_env
+from marketdata.services import random_walk_candles
 from persistence.models import Artifact, CachedResult
 from tests.factories import InstrumentFactory, StrategyFactory, UserFactory
-from trading.candles import random_walk_candles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from persistence.candles import candle_data_version, candles_load
+from marketdata.models import Candle, Instrument
+from marketdata.selectors import candle_data_version, candles_load
 from persistence.models import CachedResult
 from tests.factories import InstrumentFactory
-from trading.models import Candle, Instrument
 
 pytestmark = pytest.mark.django_db
 

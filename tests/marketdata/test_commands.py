@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from trading.candles import random_walk_candles
-from trading.models import Candle, Instrument
+from marketdata.models import Candle, Instrument
+from marketdata.services import random_walk_candles
 
 pytestmark = pytest.mark.django_db
 
@@ -129,7 +129,7 @@ def test_parquet_import_matches_csv(tmp_path):
 
 
 def test_reimport_changes_the_candle_data_version_used_by_the_cache(tmp_path):
-    from persistence.candles import candle_data_version
+    from marketdata.selectors import candle_data_version
 
     _import(_write(tmp_path, GOOD_CSV))
     instrument = Instrument.objects.get(symbol="BTCUSDT")

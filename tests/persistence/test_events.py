@@ -197,5 +197,5 @@ def test_the_fast_encoder_writes_exactly_what_the_canonical_encoder_does(value):
 
 @pytest.mark.django_db(databases=[])
 def test_the_fast_encoder_falls_back_for_escapes_and_huge_integers():
-    for value in ({"b": "caf\u00e9", "a": 'q"'}, {"n": 2**70}, ["\x00\t"]):
+    for value in ({"b": "caf\u00e9", "a": 'q"'}, {"n": 2**70}, ["\x00\t"], {"\x7f": None}):
         assert dumps_ready(value) == _dumps(value)

@@ -9,7 +9,7 @@ from itertools import count
 import pytest
 from django.db import connection
 
-from tests.factories import InstrumentFactory
+from trading.models import Position
 from trading.services import fill_record, order_submit
 
 _ids = count(1)
@@ -19,13 +19,6 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("postgres_only") and connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
-
-
-@pytest.fixture
-def instrument(db):  # type: ignore[no-untyped-def]
-    return InstrumentFactory(
-        symbol="BTCUSDT", price_tick=Decimal("0.01"), quantity_step=Decimal("0.001")
-    )
 
 
 def submit(owner, instrument, side, quantity, **extra):  # type: ignore[no-untyped-def]
@@ -54,3 +47,7 @@ def trade(owner, instrument, side, quantity, price, fee="0", **extra):  # type: 
     fill(order, quantity, price, fee)
     order.refresh_from_db()
     return order
+
+
+def open_position(owner, instrument) -> Position:  # type: ignore[no-untyped-def]
+    return Position.objects.get(owner=owner, instrument=instrument, status="open")

@@ -14,6 +14,7 @@ from persistence.events import ledger_verify
 from tests.factories import StrategyFactory, UserFactory
 from tests.trading.conftest import T0
 from trading.models import Fill, Order
+from trading.selectors import position_replay, position_row_for
 from trading.services import (
     FillInput,
     fill_record,
@@ -21,8 +22,6 @@ from trading.services import (
     order_cancel,
     order_submit,
     position_drift,
-    position_replay,
-    position_row_for,
     position_stream,
 )
 

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from backtests import services
 from backtests.engine import HEADLINE_METRICS
+from backtests.models import RunStatus
 from strategies.models import Strategy
 
 
@@ -70,7 +71,7 @@ class Command(BaseCommand):
                 )
                 bar.update(100 - bar.n)
             run.refresh_from_db()
-        if run.status != "succeeded":
+        if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"run #{run.pk} {run.status}: {run.error}")
         for name in HEADLINE_METRICS:
             self.stdout.write(f"  {name:>18}: {run.metrics.get(name)}")

@@ -7,9 +7,9 @@ from typing import Any
 import pandas as pd
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from strategies.library.timeframes import TIMEFRAME_SECONDS
-from trading.candles import candles_upsert, instrument_for_symbol, random_walk_candles
-from trading.management.commands._progress import progress_bar
+from marketdata.services import candles_upsert, instrument_for_symbol, random_walk_candles
+from marketdata.timeframes import TIMEFRAME_SECONDS
+from persistence.progress import progress_bar
 
 
 class Command(BaseCommand):

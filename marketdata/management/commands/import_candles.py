@@ -7,14 +7,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from strategies.library.timeframes import TIMEFRAME_SECONDS
-from trading.candles import (
+from marketdata.services import (
     CandleValidationError,
     candles_upsert,
     instrument_for_symbol,
     read_candle_file,
 )
-from trading.management.commands._progress import progress_bar
+from marketdata.timeframes import TIMEFRAME_SECONDS
+from persistence.progress import progress_bar
 
 
 class Command(BaseCommand):

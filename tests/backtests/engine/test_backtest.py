@@ -8,7 +8,7 @@ import pytest
 
 from backtests.engine import ENGINE_VERSION, TRADE_COLUMNS, BacktestConfig, run_backtest
 from strategies.library.base import StrategyRef
-from tests.engine.bars import random_walk
+from tests.backtests.engine.bars import random_walk
 
 
 def reference_loop(candles: pd.DataFrame, target: np.ndarray, config: BacktestConfig):

@@ -16,7 +16,7 @@ from backtests.engine import (
     run_backtest,
 )
 from strategies.library.base import StrategyRef
-from tests.engine.bars import random_walk
+from tests.backtests.engine.bars import random_walk
 
 SMA = StrategyRef("sma_cross", {"fast": 5, "slow": 20})
 

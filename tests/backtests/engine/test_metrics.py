@@ -14,7 +14,7 @@ from backtests.engine import (
     BacktestConfig,
     run_positions,
 )
-from tests.engine.bars import make_candles, random_walk
+from tests.backtests.engine.bars import make_candles, random_walk
 
 DAY = 86_400.0
 CONFIG = BacktestConfig(fee_rate=0.0, timeframe="1d")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backtests.engine import BacktestConfig, run_positions
-from tests.engine.bars import make_candles
+from tests.backtests.engine.bars import make_candles
 
 NO_FEES = BacktestConfig(fee_rate=0.0, timeframe="1d")
 
@@ -190,7 +190,7 @@ def test_a_wiped_out_account_opens_no_further_trades():
 
 
 def test_progress_is_reported_at_least_every_two_percent():
-    from tests.engine.bars import random_walk
+    from tests.backtests.engine.bars import random_walk
 
     candles = random_walk(10_000)
     calls: list[tuple[int, int]] = []

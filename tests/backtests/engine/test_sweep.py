@@ -14,7 +14,7 @@ from backtests.engine import (
     run_sweep,
 )
 from strategies.library.base import StrategyRef
-from tests.engine.bars import random_walk
+from tests.backtests.engine.bars import random_walk
 
 GRID = {"fast": list(range(5, 46, 5)), "slow": list(range(20, 181, 20))}
 

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
-from trading.management.commands._progress import progress_bar
+from persistence.progress import progress_bar
 from trading.models import Order
 from trading.services import FillInput, FillRejected, FillsInvalid, LedgerConflict, fills_record
 

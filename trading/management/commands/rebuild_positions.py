@@ -9,8 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from trading.management.commands._progress import progress_bar
-from trading.services import position_rebuild, position_streams
+from persistence.progress import progress_bar
+from trading.selectors import position_streams
+from trading.services import position_rebuild
 
 
 class Command(BaseCommand):

@@ -11,11 +11,11 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.services import user_create
+from marketdata.services import candles_upsert, instrument_for_symbol, random_walk_candles
+from persistence.progress import progress_bar
 from strategies.models import Strategy
 from strategies.services import strategy_create
-from trading.candles import candles_upsert, instrument_for_symbol, random_walk_candles
 from trading.demo import seed_demo_ledger
-from trading.management.commands._progress import progress_bar
 
 DEMO_INSTRUMENTS = [("BTCUSDT", 30_000.0, 1), ("ETHUSDT", 2_000.0, 2)]
 DEMO_STRATEGIES: list[dict[str, Any]] = [

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from persistence.events import ledger_verify
 from persistence.models import Event
-from trading.management.commands._progress import progress_bar
+from persistence.progress import progress_bar
 
 
 class Command(BaseCommand):

@@ -1,0 +1,276 @@
+"""What determines a backtest's result: a request resolved and validated into RunSettings,
+the engine config and params-hash key built from them, and the check that the range holds
+enough candles before anything is queued."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.utils import timezone
+
+from backtests.engine import ENGINE_VERSION, BacktestConfig, ParamValidationError
+from backtests.models import BacktestSettings
+from backtests.services.errors import BacktestInputError
+from marketdata.selectors import candle_count_at_least, candle_data_version
+from marketdata.timeframes import TIMEFRAME_SECONDS
+from persistence.services import params_record
+from strategies.library.base import StrategyKind
+from strategies.library.registry import UnknownStrategyKind, get_kind
+from strategies.models import Strategy
+
+# The cache kind a computed run's summary is stored under, keyed by its params hash.
+BACKTEST_CACHE_KIND = "backtest"
+
+OVERRIDABLE = (
+    "parameters",
+    "timeframe",
+    "initial_capital",
+    "fee_rate",
+    "slippage_bps",
+    "size_fraction",
+    "allow_short",
+    "stop_loss_pct",
+    "take_profit_pct",
+)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that determines a backtest's result, resolved and validated."""
+
+    kind: str
+    parameters: dict[str, Any]
+    instrument_id: int
+    symbol: str
+    timeframe: str
+    start: datetime
+    end: datetime
+    initial_capital: Decimal
+    fee_rate: Decimal
+    slippage_bps: Decimal
+    size_fraction: Decimal
+    allow_short: bool
+    stop_loss_pct: Decimal | None
+    take_profit_pct: Decimal | None
+
+    @classmethod
+    def from_stored(cls, stored: BacktestSettings, *, parameters: Mapping[str, Any]) -> RunSettings:
+        """The settings a stored run or sweep was resolved to, with `parameters` for its kind.
+
+        A sweep stores one set of settings for many parameter combinations, hence the
+        argument. Every other field is copied by name, so a new field needs no change here.
+        """
+        copied = {
+            field.name: getattr(stored, field.name)
+            for field in fields(cls)
+            if field.name not in ("parameters", "symbol")
+        }
+        return cls(**copied, parameters=dict(parameters), symbol=stored.instrument.symbol)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "parameters": self.parameters,
+            "timeframe": self.timeframe,
+            "start": self.start,
+            "end": self.end,
+            "initial_capital": self.initial_capital,
+            "fee_rate": self.fee_rate,
+            "slippage_bps": self.slippage_bps,
+            "size_fraction": self.size_fraction,
+            "allow_short": self.allow_short,
+            "stop_loss_pct": self.stop_loss_pct,
+            "take_profit_pct": self.take_profit_pct,
+        }
+
+    def hash_payload(self, *, data_version: str) -> dict[str, Any]:
+        """What goes into params_hash: the settings, the engine version, the data version."""
+        return {
+            **self._settings(),
+            "instrument": self.symbol,
+            "engine_version": ENGINE_VERSION,
+            "candle_data_version": data_version,
+        }
+
+    def model_fields(self) -> dict[str, Any]:
+        return {**self._settings(), "instrument_id": self.instrument_id}
+
+
+def _decimal(value: Any, field: str, errors: dict[str, Any]) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        errors[field] = ["Must be a number."]
+        return None
+    if not number.is_finite():
+        errors[field] = ["Must be a finite number."]
+        return None
+    return number
+
+
+def _check(errors: dict[str, Any], field: str, ok: bool, message: str) -> None:
+    if not ok and field not in errors:
+        errors[field] = [message]
+
+
+def _parameters_resolve(
+    kind: StrategyKind, strategy: Strategy, overrides: Mapping[str, Any], errors: dict[str, Any]
+) -> dict[str, Any]:
+    override = overrides.get("parameters") or {}
+    if not isinstance(override, Mapping):
+        errors["parameters"] = ["Must be an object of parameter values."]
+        return {}
+    raw_params = {**(strategy.parameters or {}), **override}
+    try:
+        return dict(kind.validate(raw_params))
+    except ParamValidationError as exc:
+        errors["parameters"] = exc.errors
+        return {}
+
+
+def _range_check(start: datetime, end: datetime, errors: dict[str, Any]) -> None:
+    for name, value in (("start", start), ("end", end)):
+        _check(errors, name, timezone.is_aware(value), "Must include a time zone.")
+    if "start" not in errors and "end" not in errors:
+        _check(errors, "end", end > start, "Must be after start.")
+
+
+def run_settings_resolve(
+    *,
+    strategy: Strategy,
+    start: datetime,
+    end: datetime,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunSettings:
+    """The strategy's settings with `overrides` applied, validated field by field.
+
+    Parameter overrides are merged over the strategy's parameters; then the kind's spec
+    cleans them, so every rule of the spec applies and defaults are filled in.
+    """
+    overrides = dict(overrides or {})
+    errors: dict[str, Any] = {}
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    for name in unknown:
+        errors[name] = [f"Cannot be overridden. Allowed: {', '.join(OVERRIDABLE)}."]
+
+    try:
+        kind = get_kind(strategy.kind)
+    except UnknownStrategyKind as exc:
+        raise BacktestInputError({"strategy": [str(exc)]}) from exc
+    parameters = _parameters_resolve(kind, strategy, overrides, errors)
+
+    timeframe = overrides.get("timeframe") or strategy.timeframe
+    _check(errors, "timeframe", timeframe in TIMEFRAME_SECONDS, f"Unknown timeframe {timeframe!r}.")
+
+    def pick(name: str, default: Any) -> Decimal | None:
+        return _decimal(overrides.get(name, default), name, errors)
+
+    capital = pick("initial_capital", strategy.initial_capital)
+    fee = pick("fee_rate", strategy.fee_rate)
+    slippage = pick("slippage_bps", strategy.slippage_bps)
+    size = pick("size_fraction", Decimal("1"))
+    stop = pick("stop_loss_pct", None)
+    target = pick("take_profit_pct", None)
+    allow_short = overrides.get("allow_short", kind.allows_short)
+    _check(errors, "initial_capital", capital is not None and capital > 0, "Must be positive.")
+    _check(errors, "fee_rate", fee is not None and 0 <= fee < 1, "Must be at least 0 and below 1.")
+    _check(
+        errors,
+        "slippage_bps",
+        slippage is not None and 0 <= slippage < 10_000,
+        "Must be at least 0 and below 10000.",
+    )
+    _check(
+        errors,
+        "size_fraction",
+        size is not None and 0 < size <= 1,
+        "Must be above 0 and at most 1.",
+    )
+    _check(
+        errors, "stop_loss_pct", stop is None or 0 < stop < 100, "Must be above 0 and below 100."
+    )
+    _check(errors, "take_profit_pct", target is None or target > 0, "Must be positive.")
+    _check(errors, "allow_short", isinstance(allow_short, bool), "Must be true or false.")
+    if allow_short is True and not kind.allows_short:
+        errors.setdefault("allow_short", [f"{kind.name} never goes short."])
+    _range_check(start, end, errors)
+    if errors:
+        raise BacktestInputError(errors)
+    assert capital is not None and fee is not None and slippage is not None and size is not None
+    return RunSettings(
+        kind=kind.name,
+        parameters=parameters,
+        instrument_id=strategy.instrument_id,
+        symbol=strategy.instrument.symbol,
+        timeframe=timeframe,
+        start=start,
+        end=end,
+        initial_capital=capital,
+        fee_rate=fee,
+        slippage_bps=slippage,
+        size_fraction=size,
+        allow_short=bool(allow_short),
+        stop_loss_pct=stop,
+        take_profit_pct=target,
+    )
+
+
+def run_engine_config(run: BacktestSettings | RunSettings) -> BacktestConfig:
+    """The engine config of a stored run or sweep, or of resolved settings: the one place the
+    Decimal settings become the engine's floats."""
+
+    def optional(value: Decimal | None) -> float | None:
+        return None if value is None else float(value)
+
+    return BacktestConfig(
+        initial_capital=float(run.initial_capital),
+        fee_rate=float(run.fee_rate),
+        slippage_bps=float(run.slippage_bps),
+        size_fraction=float(run.size_fraction),
+        allow_short=run.allow_short,
+        stop_loss_pct=optional(run.stop_loss_pct),
+        take_profit_pct=optional(run.take_profit_pct),
+        timeframe=run.timeframe,
+    )
+
+
+def backtest_key(*, run_settings: RunSettings) -> str:
+    """params_hash of a resolved request, with the current candle data version."""
+    data_version = candle_data_version(
+        instrument_id=run_settings.instrument_id,
+        timeframe=run_settings.timeframe,
+        start=run_settings.start,
+        end=run_settings.end,
+    )
+    return params_record(payload=run_settings.hash_payload(data_version=data_version))
+
+
+def candle_count_check(*, run_settings: RunSettings, needed: int, needed_by: str) -> None:
+    """Refuse (a 400 on `end`) a range with fewer than `needed` candles.
+
+    The engine enforces the same rule (the kind's `min_bars`) on the candles it is given;
+    checking here first answers a request that could only fail before anything is queued.
+    `needed_by` names what needs them in the message, e.g. "the grid".
+    """
+    available = candle_count_at_least(
+        instrument_id=run_settings.instrument_id,
+        timeframe=run_settings.timeframe,
+        start=run_settings.start,
+        end=run_settings.end,
+        bars=needed,
+    )
+    if available < needed:
+        raise BacktestInputError(
+            {
+                "end": [
+                    f"The range has {available} {run_settings.timeframe} candle(s) of "
+                    f"{run_settings.symbol}; {needed_by} needs at least {needed}."
+                ]
+            }
+        )

@@ -1,0 +1,1 @@
+"""Market data: instruments, timeframes and candles (import, generation, cache, chart reads)."""
