@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
@@ -19,6 +20,7 @@ from backtests import selectors, services
 from backtests.charts import equity_chart_svg
 from backtests.models import FINISHED_STATUSES, BacktestRun, BacktestTrade, RunStatus, Sweep
 from persistence.admin import AuditedModelAdmin
+from strategies.admin import StrategyAdmin
 from strategies.models import Strategy
 
 
@@ -137,6 +139,9 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
 
     def start_view(self, request: HttpRequest) -> HttpResponse:
         """Start a backtest of a strategy (preselected with ?strategy=<id>)."""
+        # admin_view() only checks that the user is staff; starting a run is adding one.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         initial: dict[str, Any] = {"end": timezone.now(), "start": timezone.now() - timedelta(30)}
         if request.GET.get("strategy"):
             initial["strategy"] = request.GET["strategy"]
@@ -192,7 +197,9 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
                 )
         return super().change_view(request, object_id, form_url, extra)
 
-    @admin.action(description="Re-run the selected backtests (recompute)")
+    # Each action names the permission it needs: the admin neither offers nor runs it for
+    # staff without that permission (a view-only user could otherwise start or cancel runs).
+    @admin.action(description="Re-run the selected backtests (recompute)", permissions=["add"])
     def rerun_runs(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
         started = []
         for run in queryset.select_related("strategy", "instrument"):
@@ -203,7 +210,7 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
         if started:
             messages.success(request, f"Started {len(started)} run(s): {started}")
 
-    @admin.action(description="Cancel the selected backtests")
+    @admin.action(description="Cancel the selected backtests", permissions=["change"])
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
         cancelled = 0
         for run in queryset:
@@ -260,7 +267,7 @@ class SweepAdmin(ResultAdminMixin, AuditedModelAdmin):
     )
 
 
-@admin.action(description="Start a backtest of this strategy")
+@admin.action(description="Start a backtest of this strategy", permissions=["start_backtest"])
 def start_backtest(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet[Strategy]
 ) -> HttpResponseRedirect:
@@ -269,8 +276,16 @@ def start_backtest(
     return HttpResponseRedirect(f"{url}?strategy={strategy.pk}" if strategy else url)
 
 
-# The strategy list is where staff look for this action; its admin lives in strategies/,
-# which is registered before this app (INSTALLED_APPS order), so add the action here.
-_strategy_admin = admin.site._registry.get(Strategy)
-if _strategy_admin is not None and start_backtest not in (_strategy_admin.actions or ()):
-    _strategy_admin.actions = [*(_strategy_admin.actions or ()), start_backtest]
+class StrategyWithBacktestsAdmin(StrategyAdmin):
+    """The strategy list is where staff look for "start a backtest"; strategies/ sits below
+    this app and cannot know about runs, so this app re-registers its admin with the action."""
+
+    actions = [*StrategyAdmin.actions, start_backtest]  # type: ignore[misc]  # a class attribute
+
+    def has_start_backtest_permission(self, request: HttpRequest) -> bool:
+        # The action leads to the start form, which asks for the permission to add a run.
+        return request.user.has_perm("backtests.add_backtestrun")
+
+
+admin.site.unregister(Strategy)  # registered by strategies.admin, imported above
+admin.site.register(Strategy, StrategyWithBacktestsAdmin)

@@ -458,3 +458,30 @@ class CacheStatsView(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, tags=["backtests"], summary="Cache statistics")
     def get(self, request: Request) -> Response:
         return Response({"cache": cache_stats(), "runs": selectors.run_stats()})
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="A strategy's recent runs",
+        description="Your runs of one of your own strategies, newest first; another user's "
+        "strategy is a 404.",
+    )
+)
+@extend_schema(tags=["strategies"])
+class StrategyRunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """`strategies/<id>/runs/`: here rather than in strategies, which may not import runs."""
+
+    queryset = BacktestRun.objects.none()  # for the schema; requests use get_queryset
+    serializer_class = BacktestRunSerializer
+    filter_backends: list[Any] = []
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return BacktestRun.objects.none()
+        runs = selectors.strategy_runs(
+            user=_user(self.request), strategy_id=int(self.kwargs["strategy_id"])
+        )
+        if runs is None:
+            raise NotFound("No such strategy.")
+        return runs

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
 from django.db.models import FloatField, QuerySet, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
+from django_filters.fields import IsoDateTimeField, IsoDateTimeRangeField, RangeField
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
@@ -87,13 +90,39 @@ class BacktestRunOrdering(OrderingFilter):
         ]
 
 
+class _UtcIsoDateTimeField(IsoDateTimeField):
+    """django-filter's ISO datetime, in UTC. One that lies past either end of the calendar
+    once in UTC (an offset on 9999-12-31 or 0001-01-01) is that end: as it was, it made the
+    database's conversion overflow, a 500."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed: datetime | None = super().to_python(value)
+        if parsed is None or timezone.is_naive(parsed):
+            return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            end = datetime.max if parsed.year == datetime.max.year else datetime.min
+            return end.replace(tzinfo=UTC)
+
+
+class _UtcIsoDateTimeRangeField(IsoDateTimeRangeField):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        fields = (_UtcIsoDateTimeField(), _UtcIsoDateTimeField())
+        RangeField.__init__(self, fields, *args, **kwargs)
+
+
+class UtcIsoDateTimeFromToRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
+    field_class = _UtcIsoDateTimeRangeField
+
+
 class BacktestRunFilter(django_filters.FilterSet):
     strategy = django_filters.NumberFilter(field_name="strategy_id")
     kind = django_filters.ChoiceFilter(choices=kind_choices)
     symbol = django_filters.CharFilter(field_name="instrument__symbol", lookup_expr="iexact")
     status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
     cache_hit = django_filters.BooleanFilter()
-    created = django_filters.IsoDateTimeFromToRangeFilter(field_name="created_at")
+    created = UtcIsoDateTimeFromToRangeFilter(field_name="created_at")
 
     class Meta:
         model = BacktestRun

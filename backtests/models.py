@@ -95,7 +95,8 @@ class BacktestRun(BacktestSettings):
     sweep = models.ForeignKey(
         "Sweep", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
     )
-    parameters = models.JSONField(default=dict)
+    # blank: a kind without parameters (buy_and_hold) runs with {}.
+    parameters = models.JSONField(default=dict, blank=True)
     params_hash = models.CharField(max_length=64, db_index=True)
     bars_done = models.PositiveIntegerField(default=0)
     bars_total = models.PositiveIntegerField(default=0)

@@ -14,6 +14,7 @@ from accounts.models import User
 from backtests.models import BacktestRun, BacktestTrade, RunStatus, Sweep
 from persistence.selectors import artifact_for_hash
 from persistence.services import artifact_load
+from strategies.selectors import strategy_get
 
 # The artifact a succeeded run's equity and drawdown curves are saved as, per params hash.
 EQUITY_ARTIFACT = "equity.parquet"
@@ -27,6 +28,19 @@ def backtest_list(*, user: User) -> QuerySet[BacktestRun]:
 
 def backtest_get(*, user: User, run_id: int) -> BacktestRun | None:
     return backtest_list(user=user).filter(pk=run_id).first()
+
+
+def strategy_runs(*, user: User, strategy_id: int) -> QuerySet[BacktestRun] | None:
+    """`user`'s runs of one of their own strategies, newest first; None when the strategy is
+    not theirs (or does not exist), staff included, as the strategy API scopes them."""
+    strategy = strategy_get(user=user, strategy_id=strategy_id)
+    if strategy is None:
+        return None
+    return (
+        BacktestRun.objects.select_related("instrument", "strategy", "owner")
+        .filter(strategy=strategy, owner=user)
+        .order_by("-created_at", "-id")
+    )
 
 
 def backtest_trades(*, run: BacktestRun) -> QuerySet[BacktestTrade]:

@@ -1,15 +1,18 @@
 """`GET /health`: is the database reachable, and the broker and channel layer once configured;
-also the result cache's size and hit rate."""
+also the result cache's size and hit rate. And `server_error`, the 500 handler, which answers
+503 when what failed was reaching the database."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.db import InterfaceError, OperationalError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 
 
 def _check_database() -> str:
@@ -63,3 +66,22 @@ def health(request: HttpRequest) -> JsonResponse:
         stats = cache_stats()
         body["cache"] = {key: stats[key] for key in ("entries", "size_bytes", "hits", "hit_rate")}
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+# Seconds a client is told to wait before trying again: about how long the connection pool
+# takes to reconnect once the server is back (see DATABASES in config.settings.base).
+DATABASE_RETRY_AFTER = 5
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500. A request that failed because the database could not serve it (down,
+    restarting, no pooled connection free within the pool's timeout) gets a 503 with
+    Retry-After: the service is unavailable for a moment, the request was not at fault."""
+    exc = sys.exc_info()[1]  # Django calls the handler inside its `except` block
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return defaults.server_error(request)
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
+    message = "The database is unavailable; try again in a moment."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message}, status=503, headers=headers)
+    return HttpResponse(message, status=503, content_type="text/plain", headers=headers)

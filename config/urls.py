@@ -1,13 +1,19 @@
-"""Top-level URLs: the admin, the health check, the versioned API and its schema."""
+"""Top-level URLs: the admin, the health check and metrics, the versioned API and its schema."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.health import health
+from config.metrics import metrics
+
+# A request that failed on an unreachable database is a 503, not a 500 (config/health.py).
+handler500 = "config.health.server_error"
+# A URL under /api/ that no route matches is a JSON 404, like every error of the API.
+handler404 = "config.api.errors.not_found"
 
 admin.site.site_header = "Tradelab back-office"
 admin.site.site_title = "Tradelab"
@@ -16,10 +22,12 @@ admin.site.index_title = "Back-office"
 urlpatterns = [
     path("", RedirectView.as_view(url="/lab/", permanent=False)),
     path("lab/", include("backtests.lab")),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("accounts.web_urls")),  # Django's auth views, sign-up
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves its start-up script as a file of its own: no inline script (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -1,11 +1,12 @@
-"""Admin pages for instruments (audited) and candles (a read-mostly, very long table)."""
+"""Admin pages for instruments (audited), candles (a read-mostly, very long table) and the
+jobs of candle uploads (read-only: the API and its task write them)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from marketdata.models import Candle, Instrument
-from persistence.admin import AuditedModelAdmin
+from marketdata.models import Candle, CandleUpload, Instrument
+from persistence.admin import AuditedModelAdmin, ReadOnlyModelAdmin
 
 
 @admin.register(Instrument)
@@ -24,3 +25,11 @@ class CandleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_select_related = ("instrument",)
     # Counting millions of bars on every list page is the slow part; skip it.
     show_full_result_count = False
+
+
+@admin.register(CandleUpload)
+class CandleUploadAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "symbol", "timeframe", "file_name", "status", "rows_written", "owner")
+    list_filter = ("status", "timeframe")
+    search_fields = ("symbol", "file_name")
+    list_select_related = ("owner",)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -77,3 +78,56 @@ class Candle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.timeframe} {self.ts:%Y-%m-%d %H:%M}"
+
+
+class UploadStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class CandleUpload(models.Model):
+    """A candle file uploaded through the API that was too large to import in the request.
+
+    The file is kept as an artifact; a Celery task imports it all or nothing and records
+    the outcome here: the rows written and their range, or the errors naming the bad rows.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="candle_uploads",
+    )
+    symbol = models.CharField(max_length=40)
+    timeframe = models.CharField(max_length=8, choices=timeframe_choices)
+    file_name = models.CharField(max_length=200)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    artifact = models.ForeignKey(
+        "persistence.Artifact",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    status = models.CharField(
+        max_length=10, choices=UploadStatus.choices, default=UploadStatus.QUEUED
+    )
+    progress = models.FloatField(default=0)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_written = models.PositiveIntegerField(default=0)
+    first_ts = models.DateTimeField(null=True, blank=True)
+    last_ts = models.DateTimeField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} {self.symbol} {self.timeframe} ({self.status})"

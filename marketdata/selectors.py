@@ -21,10 +21,11 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import Max, Min
+from django.db.models import Max, Min, QuerySet
 
-from marketdata.models import Candle, Instrument
+from marketdata.models import Candle, CandleUpload, Instrument, UploadStatus
 from persistence.hashing import params_hash
 from persistence.models import StorageFormat
 from persistence.services import cache_load, cache_lookup, cache_peek, cache_store
@@ -213,3 +214,75 @@ def candles_for_chart(candles: pd.DataFrame, *, max_bars: int) -> pd.DataFrame:
     )
     merged.index = candles.index[np.searchsorted(group, merged.index)]
     return merged
+
+
+# --- The API's reads ------------------------------------------------------------------
+
+
+def instrument_list() -> QuerySet[Instrument]:
+    return Instrument.objects.order_by("symbol")
+
+
+def instrument_by_symbol(*, symbol: str) -> Instrument | None:
+    """The instrument named `symbol`, matched upper-case as instruments are stored."""
+    return Instrument.objects.filter(symbol=symbol.strip().upper()).first()
+
+
+def candle_list(
+    *,
+    instrument_id: int,
+    timeframe: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> QuerySet[Candle]:
+    """One series' bars, oldest first; `start` inclusive, `end` exclusive, both optional."""
+    bars = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe)
+    if start is not None:
+        bars = bars.filter(ts__gte=start)
+    if end is not None:
+        bars = bars.filter(ts__lt=end)
+    return bars.order_by("ts")
+
+
+def candle_frame(
+    *,
+    instrument_id: int,
+    timeframe: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """candle_list as a UTC-indexed float frame (open bounds become the series' own)."""
+    span = candle_span(instrument_id=instrument_id, timeframe=timeframe)
+    if span is None:
+        return _frame_from_rows([], np.empty((0, len(OHLCV))))
+    first, last = span
+    return candles_from_db(
+        instrument_id=instrument_id,
+        timeframe=timeframe,
+        start=start if start is not None else first.to_pydatetime(),
+        # candles_from_db's end is exclusive; one microsecond past the last bar keeps it.
+        end=end if end is not None else (last + pd.Timedelta(microseconds=1)).to_pydatetime(),
+    )
+
+
+def candle_upload_progress_key(upload_id: int) -> str:
+    """Where a running upload job's live progress is kept in the cache."""
+    return f"marketdata:candle-upload:{upload_id}:progress"
+
+
+def candle_upload_get(*, upload_id: int) -> CandleUpload | None:
+    return CandleUpload.objects.filter(pk=upload_id).first()
+
+
+def candle_upload_live(upload: CandleUpload) -> dict[str, float | int]:
+    """A job's progress and rows done so far: the row's, overlaid while it runs with the
+    throttled progress its worker keeps in the cache (see services._UploadProgress)."""
+    live: dict[str, float | int] = {
+        "progress": upload.progress,
+        "rows_done": upload.rows_written,
+    }
+    if upload.status == UploadStatus.RUNNING:
+        cached = cache.get(candle_upload_progress_key(upload.pk))
+        if isinstance(cached, dict):
+            live.update(cached)
+    return live

@@ -7,17 +7,30 @@ file writes nothing and re-importing overlapping data is idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from django.db import connection, transaction
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from marketdata.models import Candle, Instrument
+from accounts.models import User
+from marketdata.models import Candle, CandleUpload, Instrument, UploadStatus
+from marketdata.selectors import candle_upload_progress_key
 from marketdata.timeframes import TIMEFRAME_SECONDS, timeframe_delta
+from persistence.services import artifact_load, artifact_save
+
+logger = logging.getLogger(__name__)
 
 OHLCV = ["open", "high", "low", "close", "volume"]
 REQUIRED_COLUMNS = ["ts", *OHLCV]
@@ -312,3 +325,253 @@ def instrument_for_symbol(symbol: str) -> Instrument:
     instrument.full_clean()
     instrument.save()
     return instrument
+
+
+# --- Instruments ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def instrument_create(
+    *,
+    symbol: str,
+    base: str,
+    quote: str,
+    price_tick: Decimal,
+    quantity_step: Decimal,
+    is_active: bool = True,
+) -> Instrument:
+    """A new instrument; symbols are stored upper-case, as imports store them.
+
+    A duplicate symbol is a ValidationError on `symbol`, also when a concurrent request
+    creates it between the check and the insert.
+    """
+    instrument = Instrument(
+        symbol=symbol.strip().upper(),
+        base=base.strip().upper(),
+        quote=quote.strip().upper(),
+        price_tick=price_tick,
+        quantity_step=quantity_step,
+        is_active=is_active,
+    )
+    instrument.full_clean()
+    try:
+        with transaction.atomic():
+            instrument.save()
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"symbol": [f"Instrument {instrument.symbol} already exists."]}
+        ) from exc
+    return instrument
+
+
+# --- Candle files and uploads ---------------------------------------------------------
+
+CANDLE_FILE_SUFFIXES = (".csv", ".parquet")
+# The share of an upload job's progress given to reading and validating the file.
+READ_SHARE = 10.0
+# Live progress of a job's write phase: at most one update per this many seconds.
+PROGRESS_MIN_INTERVAL = 0.5
+PROGRESS_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class CandleImport:
+    instrument: Instrument
+    result: CandleWriteResult
+
+
+def _read_candles(path: Path) -> pd.DataFrame:
+    """read_candle_file, with an unreadable file (not CSV, broken parquet) as a
+    CandleValidationError too, as import_candles reports it."""
+    try:
+        return read_candle_file(path)
+    except CandleValidationError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise CandleValidationError([f"could not read the file: {exc}"]) from exc
+
+
+def candles_import_file(
+    *, path: Path, symbol: str, timeframe: str, progress: ProgressFn | None = None
+) -> CandleImport:
+    """Import a CSV or parquet file exactly as `import_candles` does, all or nothing.
+
+    The file is read and validated completely first; then the instrument (created for a
+    new symbol) and every bar are written in one transaction, so a bad file writes nothing,
+    not even the instrument.
+    """
+    if timeframe not in TIMEFRAME_SECONDS:
+        raise CandleValidationError([f"unknown timeframe {timeframe!r}"])
+    frame = _read_candles(path)
+    with transaction.atomic():
+        instrument = instrument_for_symbol(symbol)
+        result = candles_upsert(
+            instrument=instrument, timeframe=timeframe, frame=frame, progress=progress
+        )
+    return CandleImport(instrument=instrument, result=result)
+
+
+def _suffix(file_name: str) -> str:
+    suffix = Path(file_name).suffix.lower()
+    if suffix not in CANDLE_FILE_SUFFIXES:
+        raise CandleValidationError(
+            [f"{file_name}: unsupported file type {suffix!r}; use .csv or .parquet"]
+        )
+    return suffix
+
+
+@contextmanager
+def _spooled(file_name: str, chunks: Iterable[bytes]) -> Iterator[Path]:
+    # read_candle_file reads a path and picks the reader by its suffix; the upload's own
+    # name never becomes part of the path.
+    suffix = _suffix(file_name)
+    with tempfile.TemporaryDirectory(prefix="candle-upload-") as directory:
+        path = Path(directory) / f"candles{suffix}"
+        with path.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        yield path
+
+
+def candles_import_upload(
+    *, file_name: str, chunks: Iterable[bytes], symbol: str, timeframe: str
+) -> CandleImport:
+    """An uploaded file imported within the request (see candles_import_file)."""
+    with _spooled(file_name, chunks) as path:
+        return candles_import_file(path=path, symbol=symbol, timeframe=timeframe)
+
+
+def candle_upload_submit(
+    *, user: User, file_name: str, content: bytes, symbol: str, timeframe: str
+) -> CandleUpload:
+    """Keep the file as an artifact and queue its import; the job answers for its outcome."""
+    suffix = _suffix(file_name)
+    if timeframe not in TIMEFRAME_SECONDS:
+        raise CandleValidationError([f"unknown timeframe {timeframe!r}"])
+    with transaction.atomic():
+        artifact = artifact_save(
+            name=f"candle-upload{suffix}",
+            mime_type="text/csv" if suffix == ".csv" else "application/vnd.apache.parquet",
+            content=content,
+            owner=user,
+            # Artifacts are keyed by a run or a hash; an upload's is its content's.
+            params_hash=hashlib.sha256(content).hexdigest(),
+        )
+        upload = CandleUpload(
+            owner=user,
+            symbol=symbol.strip().upper(),
+            timeframe=timeframe,
+            file_name=Path(file_name).name[:200],
+            size_bytes=len(content),
+            artifact=artifact,
+        )
+        upload.full_clean()
+        upload.save()
+        upload_id = upload.pk
+
+        def enqueue() -> None:
+            from marketdata.tasks import import_candle_upload
+
+            import_candle_upload.delay(upload_id)
+
+        transaction.on_commit(enqueue)
+    return upload
+
+
+class _UploadProgress:
+    """Throttled progress of a job's write phase.
+
+    The bars are written inside one transaction (that is what makes a failed import write
+    nothing), so an update of the job's row made meanwhile would stay invisible until the
+    end. Live progress goes to the cache instead, where selectors.candle_upload_live reads
+    it; the row gets the outcome.
+    """
+
+    def __init__(self, upload_id: int) -> None:
+        self.key = candle_upload_progress_key(upload_id)
+        self.last_at: float | None = None
+        self.last_percent = -1.0
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = READ_SHARE + (100.0 - READ_SHARE) * done / max(total, 1)
+        now = time.monotonic()
+        final = done >= total
+        too_soon = self.last_at is not None and (
+            now - self.last_at < PROGRESS_MIN_INTERVAL or percent - self.last_percent < 1.0
+        )
+        if too_soon and not final:
+            return
+        self.last_at, self.last_percent = now, percent
+        try:
+            cache.set(
+                self.key,
+                {"progress": round(percent, 2), "rows_done": done},
+                PROGRESS_TTL_SECONDS,
+            )
+        except Exception:  # progress lost is never worth failing an import for
+            logger.warning("could not record progress at %s", self.key, exc_info=True)
+
+
+def _upload_finish(upload: CandleUpload, **fields: object) -> CandleUpload:
+    for name, value in fields.items():
+        setattr(upload, name, value)
+    upload.finished_at = timezone.now()
+    upload.save(update_fields=[*fields, "finished_at"])
+    cache.delete(candle_upload_progress_key(upload.pk))
+    return upload
+
+
+def candle_upload_execute(*, upload_id: int, task_id: str = "") -> CandleUpload | None:
+    """Import a queued upload (the worker's side); None when there is no such job.
+
+    Safe to redeliver: a finished job is left alone, and a job whose worker died mid-import
+    wrote nothing (the write is one transaction), so it is simply imported again. Any
+    failure ends the job `failed` with readable errors; nothing is written then.
+    """
+    upload = CandleUpload.objects.select_related("artifact").filter(pk=upload_id).first()
+    if upload is None or upload.status in (UploadStatus.SUCCEEDED, UploadStatus.FAILED):
+        return upload
+    upload.status = UploadStatus.RUNNING
+    upload.task_id = task_id or upload.task_id
+    upload.started_at = timezone.now()
+    upload.progress = 0
+    upload.save(update_fields=["status", "task_id", "started_at", "progress"])
+    try:
+        if upload.artifact is None:
+            raise CandleValidationError(["the uploaded file is no longer stored"])
+        content = artifact_load(artifact=upload.artifact)
+        with _spooled(upload.file_name, [content]) as path:
+            imported = candles_import_file(
+                path=path,
+                symbol=upload.symbol,
+                timeframe=upload.timeframe,
+                progress=_UploadProgress(upload.pk),
+            )
+    except CandleValidationError as exc:
+        return _upload_finish(
+            upload, status=UploadStatus.FAILED, errors=reported_errors(exc.errors)
+        )
+    except Exception as exc:
+        logger.exception("candle upload %s failed", upload.pk)
+        return _upload_finish(
+            upload, status=UploadStatus.FAILED, errors=[f"the import failed: {exc}"]
+        )
+    result = imported.result
+    return _upload_finish(
+        upload,
+        status=UploadStatus.SUCCEEDED,
+        progress=100.0,
+        rows_total=result.rows,
+        rows_written=result.rows,
+        first_ts=None if result.first_ts is None else result.first_ts.to_pydatetime(),
+        last_ts=None if result.last_ts is None else result.last_ts.to_pydatetime(),
+        errors=[],
+    )
+
+
+def reported_errors(errors: list[str]) -> list[str]:
+    """The first MAX_REPORTED_ERRORS problems, and how many more there are."""
+    shown = errors[:MAX_REPORTED_ERRORS]
+    if len(errors) > len(shown):
+        shown = [*shown, f"... and {len(errors) - len(shown)} more"]
+    return shown

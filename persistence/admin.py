@@ -9,7 +9,7 @@ from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
-from persistence.models import Artifact, CachedResult, Event, ParamSet, Snapshot
+from persistence.models import Artifact, CachedResult, Checkpoint, Event, ParamSet, Snapshot
 
 
 class AuditedModelAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
@@ -120,4 +120,13 @@ class EventAdmin(ReadOnlyModelAdmin):
 class SnapshotAdmin(ReadOnlyModelAdmin):
     list_display = ("stream", "version", "created_at")
     search_fields = ("stream",)
+    date_hierarchy = "created_at"
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyModelAdmin):
+    """The local record of signed checkpoints; the witnesses outside the database are the
+    ones `verify_ledger --against` trusts."""
+
+    list_display = ("seq", "event_count", "created_at", "key_id", "head_hash")
     date_hierarchy = "created_at"

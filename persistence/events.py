@@ -475,8 +475,8 @@ def ledger_verify(
       inserted or reordered;
     - a stream version that is not the previous one plus one: an event of that stream is
       missing (or was inserted).
-    Deleting the newest events leaves no trace in the chain itself; compare `head_hash`
-    with a copy kept elsewhere to catch that.
+    Deleting the newest events leaves no trace in the chain itself; signed checkpoints of
+    the head kept elsewhere catch that (persistence.checkpoints, `verify_ledger --against`).
     """
     report = VerifyReport()
     total = Event.objects.count()

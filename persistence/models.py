@@ -1,4 +1,5 @@
-"""The result cache keyed by parameter hash, stored artifacts, and the event log.
+"""The result cache keyed by parameter hash, stored artifacts, the event log and the local
+record of its checkpoints.
 
 `Event` is append-only: services only ever insert, and on PostgreSQL a trigger rejects
 UPDATE and DELETE outright. Each event's `hash` covers its canonical form and `prev_hash`.
@@ -135,3 +136,26 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream}@{self.version}"
+
+
+class Checkpoint(models.Model):
+    """A local record of a signed checkpoint of the event chain's head.
+
+    The checkpoint that proves anything is the copy in the witnesses outside this database
+    (see persistence/checkpoints.py); this row lets the admin and the metrics see when the
+    last one was written without reading them.
+    """
+
+    seq = models.BigIntegerField(help_text="Sequence number of the chain's head")
+    head_hash = models.CharField(max_length=64)
+    event_count = models.BigIntegerField(help_text="Events up to and including the head")
+    created_at = models.DateTimeField(db_index=True)
+    key_id = models.CharField(max_length=32)
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint of seq {self.seq} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -36,6 +36,10 @@ class Strategy(models.Model):
     )
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # The status an archived strategy goes back to when restored; set by strategy_archive.
+    status_before_archive = models.CharField(
+        max_length=10, choices=Status.choices, blank=True, editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

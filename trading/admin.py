@@ -145,7 +145,11 @@ class OrderAdmin(LedgerAdminMixin, AuditedModelAdmin):
         )
         obj.__dict__.update(result.order.__dict__)
 
-    @admin.action(description="Cancel the selected orders (through the ledger)")
+    # An order's fields are read-only once it exists, so "change" is the permission to act on
+    # it: the admin neither offers nor runs these actions for view-only staff.
+    @admin.action(
+        description="Cancel the selected orders (through the ledger)", permissions=["change"]
+    )
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         done = 0
         for order in queryset:
@@ -156,7 +160,9 @@ class OrderAdmin(LedgerAdminMixin, AuditedModelAdmin):
                 _report(self, request, exc)
         self.message_user(request, f"{done} order(s) cancelled.")
 
-    @admin.action(description="Mark the selected orders rejected by the venue")
+    @admin.action(
+        description="Mark the selected orders rejected by the venue", permissions=["change"]
+    )
     def reject_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         done = 0
         for order in queryset:
@@ -269,7 +275,7 @@ class PositionAdmin(LedgerAdminMixin, AuditedModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # positions are what fills make them
 
-    @admin.action(description="Rebuild from the event log (repair drift)")
+    @admin.action(description="Rebuild from the event log (repair drift)", permissions=["change"])
     def rebuild_from_ledger(self, request: HttpRequest, queryset: QuerySet[Position]) -> None:
         repaired = 0
         for position in queryset.select_related("instrument"):

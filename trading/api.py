@@ -43,7 +43,7 @@ from trading.filters import (
     PositionFilter,
     TradeFilter,
 )
-from trading.models import Fill, Order, Position, Side, Trade
+from trading.models import ExitReason, Fill, Order, Position, Side, Trade
 
 MAX_BULK_FILLS = 10_000
 
@@ -148,10 +148,23 @@ class OrderCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
 
 
+class NotionalField(serializers.DecimalField):
+    """A fill's quantity times price, which the fill does not store: up to 40 digits before the
+    point (two 20-digit factors) and 18 after, rounded once, from the exact product."""
+
+    _exact = Context(prec=80)  # two 38-digit factors
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=58, decimal_places=18, read_only=True, **kwargs)
+
+    def get_attribute(self, instance: Fill) -> Decimal:
+        return self._exact.multiply(instance.quantity, instance.price)
+
+
 class FillSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     symbol = serializers.CharField(source="order.instrument.symbol", read_only=True)
     side = serializers.CharField(source="order.side", read_only=True)
-    notional = Money()
+    notional = NotionalField()
 
     class Meta:
         model = Fill
@@ -238,6 +251,10 @@ class PositionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 class TradeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     symbol = serializers.CharField(source="instrument.symbol", read_only=True)
     net_pnl = Money()
+    # Blank while the trade is open; declared so that the schema's enum says so.
+    exit_reason = serializers.ChoiceField(
+        choices=ExitReason.choices, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Trade

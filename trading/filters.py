@@ -3,7 +3,11 @@
 Every filter validates its input: a malformed value is a 400 naming the parameter, never a
 filter silently dropped. Repeated parameters (`?symbol=A&symbol=B`) mean "any of".
 `start` and `end` take an ISO date or datetime; both ends are inclusive, and a date-only
-`end` covers that whole day. Naive datetimes are UTC.
+`end` covers that whole day. Naive datetimes are UTC. A value at or past either end of the
+calendar (`end=9999-12-31`, or an offset that takes a datetime beyond year 1 or 9999 once in
+UTC) means no bound on that side rather than an error. `strategy` takes the ids of the
+strategies the caller may see (`strategies.selectors.strategy_list`): anyone else's id is
+refused exactly like an id that does not exist.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from marketdata.models import Instrument
 from strategies.models import Strategy
+from strategies.selectors import strategy_list
 from trading.models import (
     Direction,
     ExitReason,
@@ -53,15 +57,29 @@ class DateOrDateTimeField(forms.Field):
         if parsed_dt is None:
             raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
         if timezone.is_naive(parsed_dt):
-            parsed_dt = timezone.make_aware(parsed_dt, UTC)
-        return parsed_dt
+            return timezone.make_aware(parsed_dt, UTC)
+        try:
+            return parsed_dt.astimezone(UTC)
+        except OverflowError:
+            # The offset takes it past either end of the calendar: that end is its bound.
+            return LAST_INSTANT if parsed_dt.year == datetime.max.year else FIRST_INSTANT
+
+
+FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-@extend_schema_field(OpenApiTypes.STR)
+# An ISO date or datetime (DateOrDateTimeField), as the schema says it.
+DATE_OR_DATETIME = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
+
+
+@extend_schema_field(DATE_OR_DATETIME)
 class StartFilter(django_filters.Filter):
     field_class = DateOrDateTimeField
 
@@ -73,7 +91,7 @@ class StartFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__gte": value})
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field(DATE_OR_DATETIME)
 class EndFilter(django_filters.Filter):
     field_class = DateOrDateTimeField
 
@@ -82,6 +100,8 @@ class EndFilter(django_filters.Filter):
             return qs
         if isinstance(value, datetime):
             return qs.filter(**{f"{self.field_name}__lte": value})
+        if value == date.max:
+            return qs  # the calendar's last day: there is no next day to stop before
         return qs.filter(**{f"{self.field_name}__lt": _day_start(value + timedelta(days=1))})
 
 
@@ -126,7 +146,11 @@ class _IdsField(_KeysField):
         for raw in value:
             text = str(raw)
             if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
-                raise forms.ValidationError(f"{text!r} is not a valid id.", code="invalid_pk_value")
+                # The caller's text goes in as a parameter, never into the message itself:
+                # django-filter %-formats every message, so a "%" in it would be a 500.
+                raise forms.ValidationError(
+                    "%(value)r is not a valid id.", code="invalid_pk_value", params={"value": text}
+                )
         return super()._check_values(value)
 
 
@@ -155,11 +179,21 @@ def _symbols(field_name: str) -> KeysFilter:
     )
 
 
+class _VisibleStrategyIdsField(_IdsField):
+    """Strategy ids, of the strategies the caller may see: LedgerFilterSet narrows the
+    queryset to them for each request."""
+
+
+class VisibleStrategiesFilter(IdsFilter):
+    field_class = _VisibleStrategyIdsField
+
+
 def _strategies(field_name: str) -> KeysFilter:
-    return IdsFilter(
+    return VisibleStrategiesFilter(
         field_name=field_name,
+        # Narrowed per request; with no request, to nothing (LedgerFilterSet.form).
         queryset=Strategy.objects.all(),
-        help_text="Strategy id; repeat for several.",
+        help_text="Strategy id (yours; any for staff); repeat for several.",
     )
 
 
@@ -191,6 +225,25 @@ class LedgerFilterSet(django_filters.FilterSet):
         form = _FORM_CLASSES.get(type(self))
         if form is None:
             form = _FORM_CLASSES[type(self)] = super().get_form_class()
+        return form
+
+    @property
+    def form(self) -> forms.Form:
+        built = hasattr(self, "_form")
+        form: forms.Form = super().form
+        if not built:
+            # The shared form class cannot hold a per-caller queryset (django-filter's
+            # callable querysets would be evaluated once, for the first caller); each
+            # form's own copy of the field is narrowed here instead.
+            user = getattr(self.request, "user", None)
+            visible = (
+                strategy_list(user=user)
+                if user is not None and user.is_authenticated
+                else Strategy.objects.none()
+            )
+            for field in form.fields.values():
+                if isinstance(field, _VisibleStrategyIdsField):
+                    field.queryset = visible
         return form
 
 

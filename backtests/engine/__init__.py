@@ -1,8 +1,8 @@
 """Tradelab's backtest engine: pure numpy/pandas, no Django.
 
 Public API: run_backtest, run_positions (bring your own target positions), run_sweep,
-expand_grid, BacktestConfig, BacktestResult, the EngineError family, ENGINE_VERSION,
-METRIC_DEFINITIONS and HEADLINE_METRICS.
+expand_grid, grid_size, sample_grid, BacktestConfig, BacktestResult, the EngineError
+family, ENGINE_VERSION, METRIC_DEFINITIONS and HEADLINE_METRICS.
 
 Execution rules (each one is pinned by a test in tests/backtests/engine/test_rules.py):
 
@@ -45,7 +45,7 @@ from backtests.engine.errors import (
 )
 from backtests.engine.metrics import HEADLINE_METRICS, METRIC_DEFINITIONS
 from backtests.engine.simulate import TRADE_COLUMNS
-from backtests.engine.sweep import expand_grid, run_sweep
+from backtests.engine.sweep import expand_grid, grid_size, run_sweep, sample_grid
 
 __all__ = [
     "ENGINE_VERSION",
@@ -61,7 +61,9 @@ __all__ = [
     "ParamValidationError",
     "UnknownKindError",
     "expand_grid",
+    "grid_size",
     "run_backtest",
     "run_positions",
     "run_sweep",
+    "sample_grid",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,7 +27,9 @@ from backtests.engine import (
     METRIC_DEFINITIONS,
     ParamValidationError,
     expand_grid,
+    grid_size,
     run_sweep,
+    sample_grid,
 )
 from backtests.models import FINISHED_STATUSES, RunStatus, Sweep
 from backtests.progress import (
@@ -82,11 +83,11 @@ AUTO_CHUNKS = 8
 def _sweep_combinations(
     kind: str, grid: Mapping[str, list[Any]], samples: int | None, seed: str
 ) -> list[dict[str, Any]]:
-    combos = expand_grid(kind, grid)
-    if samples is not None and samples < len(combos):
-        # Seeded by the request, so the same sweep samples the same combinations.
-        combos = random.Random(seed).sample(combos, samples)
-    return combos
+    if samples is None:
+        return expand_grid(kind, grid)
+    # Seeded by the request, so the same sweep samples the same combinations: the launch
+    # draws again exactly what the submit counted.
+    return sample_grid(kind, grid, samples, seed)
 
 
 # --- Submit ---------------------------------------------------------------------------
@@ -110,9 +111,27 @@ def _sweep_request_check(grid: Any, rank_metric: str, samples: int | None) -> No
 def _sweep_grid_expand(
     resolved: RunSettings, grid: Mapping[str, Any], samples: int | None
 ) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
-    """The full grid (fixed parameters as one-element lists) and the combinations it runs."""
+    """The full grid (fixed parameters as one-element lists) and the combinations it runs.
+
+    The grid's size is counted (the product of its lists' lengths) before any combination
+    is built: a grid over SWEEP_MAX_COMBINATIONS is refused unless `samples` draws at most
+    that many from it, which sample_grid does without building the grid.
+    """
     full_grid = {name: [value] for name, value in resolved.parameters.items()}
     full_grid.update({name: list(values) for name, values in grid.items()})
+    limit = settings.SWEEP_MAX_COMBINATIONS
+    size = grid_size(full_grid)
+    if size > limit and samples is None:
+        raise BacktestInputError(
+            {
+                "grid": [
+                    f"{size} combinations; at most {limit} run in one sweep. "
+                    "Narrow the grid or set samples."
+                ]
+            }
+        )
+    if size > limit and samples is not None and samples > limit:
+        raise BacktestInputError({"samples": [f"At most {limit} run in one sweep."]})
     try:
         combos = _sweep_combinations(resolved.kind, full_grid, samples, canonical_json(full_grid))
     except ParamValidationError as exc:
@@ -120,15 +139,6 @@ def _sweep_grid_expand(
     if not combos:
         raise BacktestInputError(
             {"grid": [f"No combination satisfies the parameter rules of {resolved.kind}."]}
-        )
-    if len(combos) > settings.SWEEP_MAX_COMBINATIONS:
-        raise BacktestInputError(
-            {
-                "grid": [
-                    f"{len(combos)} combinations; at most {settings.SWEEP_MAX_COMBINATIONS} "
-                    "run in one sweep. Narrow the grid or set samples."
-                ]
-            }
         )
     return full_grid, combos
 

@@ -11,6 +11,9 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute"},
 }
+# Sign-up starts closed whatever the environment says; tests open it with `settings`.
+REGISTRATION_OPEN = False
+REGISTRATION_THROTTLE_RATE = "100000/minute"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -136,6 +136,24 @@ def _runs(strategy, count: int, metrics=lambda i: {}) -> list[int]:  # type: ign
     return [run.pk for run in runs]
 
 
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("created_after=9999-12-31T23:59:59-05:00", 0),  # past the last instant in UTC
+        ("created_before=9999-12-31T23:59:59-05:00", 2),
+        ("created_after=0001-01-01T00:00:00%2B01:00", 2),  # before the first one
+        ("created_before=0001-01-01T00:00:00%2B01:00", 0),
+    ],
+)
+def test_a_created_bound_past_either_end_of_the_calendar_is_that_end(
+    api_client, strategy, query, listed
+) -> None:
+    _runs(strategy, 2)
+    response = api_client.get(f"{URL}?{query}")
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == listed
+
+
 def test_the_run_list_is_cursor_paginated_100_by_default_and_at_most_1000(
     api_client, strategy
 ) -> None:

@@ -95,6 +95,113 @@ def test_a_bad_grid_is_a_400(api_client, strategy) -> None:
     assert response.status_code == 400 and "rank_metric" in response.json()
 
 
+@pytest.fixture
+def validations(monkeypatch):  # type: ignore[no-untyped-def]
+    """The parameters checked against the strategy's rules, each time they are: a grid that
+    is built in full has every one of its combinations checked."""
+    from strategies.library.base import StrategyKind
+
+    calls: list[dict] = []
+    real = StrategyKind.validate
+
+    def counting(self, params):  # type: ignore[no-untyped-def]
+        calls.append(dict(params or {}))
+        return real(self, params)
+
+    monkeypatch.setattr(StrategyKind, "validate", counting)
+    return calls
+
+
+# 100 x 100 raw combinations, every one of them valid (fast < slow).
+WIDE_GRID = {"fast": list(range(2, 102)), "slow": list(range(110, 210))}
+
+
+def test_a_grid_over_the_cap_is_refused_before_any_combination_is_built(
+    api_client, strategy, settings, validations
+) -> None:
+    settings.SWEEP_MAX_COMBINATIONS = 50
+    response = post(api_client, strategy, grid=WIDE_GRID)
+    assert response.status_code == 400
+    assert response.json() == {
+        "grid": ["10000 combinations; at most 50 run in one sweep. Narrow the grid or set samples."]
+    }
+    assert validations == [strategy.parameters]  # the strategy's own, and no combination
+    assert not Sweep.objects.exists()
+
+
+def test_a_billion_combination_grid_is_refused_at_once(api_client, strategy) -> None:
+    values = list(range(1, 1001))
+    response = post(api_client, strategy, grid={"fast": values, "slow": values, "extra": values})
+    assert response.status_code == 400
+    assert response.json()["grid"][0].startswith("1000000000 combinations; at most 5000")
+
+
+def test_samples_of_a_grid_over_the_cap_are_drawn_without_building_it(
+    api_client, strategy, settings, validations, eager_celery, django_capture_on_commit_callbacks
+) -> None:
+    settings.SWEEP_MAX_COMBINATIONS = 50
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(api_client, strategy, grid=WIDE_GRID, samples=7)
+    assert response.status_code == 201, response.json()
+    sweep = Sweep.objects.get(pk=response.json()["id"])
+    assert sweep.status == RunStatus.SUCCEEDED, sweep.error
+    drawn = [row["params"] for row in sweep.results]
+    assert sweep.combinations_total == len(drawn) == 7
+    assert len({(p["fast"], p["slow"]) for p in drawn}) == 7
+    assert all(p["fast"] in WIDE_GRID["fast"] and p["slow"] in WIDE_GRID["slow"] for p in drawn)
+    # The strategy's own parameters and the 7 drawn (at submit, and again at launch and in
+    # the chunks); never the 10,000.
+    assert {(p["fast"], p["slow"]) for p in validations} == {
+        (strategy.parameters["fast"], strategy.parameters["slow"]),
+        *((p["fast"], p["slow"]) for p in drawn),
+    }
+
+
+def test_the_same_sampled_sweep_draws_the_same_combinations(
+    user, strategy, settings, eager_celery, django_capture_on_commit_callbacks
+) -> None:
+    settings.SWEEP_MAX_COMBINATIONS = 50
+    drawn = []
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            sweep = services.sweep_submit(
+                user=user, strategy=strategy, start=T0, end=END, grid=WIDE_GRID, samples=5
+            )
+        sweep.refresh_from_db()
+        drawn.append(
+            sorted((row["params"]["fast"], row["params"]["slow"]) for row in sweep.results)
+        )
+    assert drawn[0] == drawn[1] and len(drawn[0]) == 5
+
+
+def test_more_samples_than_the_cap_from_a_grid_over_it_is_a_400_naming_samples(
+    api_client, strategy, settings, validations
+) -> None:
+    settings.SWEEP_MAX_COMBINATIONS = 50
+    response = post(api_client, strategy, grid=WIDE_GRID, samples=51)
+    assert response.status_code == 400
+    assert response.json() == {"samples": ["At most 50 run in one sweep."]}
+    assert validations == [strategy.parameters]
+
+
+def test_samples_of_a_grid_within_the_cap_are_drawn_as_they_always_were(user, strategy) -> None:
+    import random
+
+    from backtests.engine import expand_grid
+    from persistence.hashing import canonical_json
+
+    sweep = services.sweep_submit(
+        user=user, strategy=strategy, start=T0, end=END, grid={"fast": [3, 5, 8, 10]}, samples=3
+    )
+    expected = random.Random(canonical_json(sweep.grid)).sample(
+        expand_grid("sma_cross", sweep.grid), 3
+    )
+    assert sweep.grid == {"fast": [3, 5, 8, 10], "slow": [20]}
+    assert sweeps._sweep_combinations("sma_cross", sweep.grid, 3, canonical_json(sweep.grid)) == (
+        expected
+    )
+
+
 def _receive_all(layer, channel):  # type: ignore[no-untyped-def]
     messages = []
     while True:

@@ -64,7 +64,13 @@ def test_researcher_runs_a_backtest_and_a_sweep_from_the_lab(stack) -> None:  # 
 
         page.goto(f"{base}/lab/")
         page.select_option("#sw-strategy", str(strategy.pk))
-        page.fill("#sw-grid", '{"fast": [5, 10, 20], "slow": [30, 60]}')
+        page.click("#sw-setup")  # the sweep's range rows come from the strategy's kind
+        page.wait_for_url(lambda url: "/lab/sweeps/new/?strategy=" in url)
+        for name, (start, stop, step) in {"fast": (5, 15, 5), "slow": (30, 60, 30)}.items():
+            page.fill(f"input[name='range-{name}_from']", str(start))
+            page.fill(f"input[name='range-{name}_to']", str(stop))
+            page.fill(f"input[name='range-{name}_step']", str(step))
+        assert page.inner_text("#sw-count") == "6"
         page.fill("#sw-start", "2023-01-01T00:00")
         page.fill("#sw-end", "2023-02-12T00:00")
         page.click("#sw-submit")

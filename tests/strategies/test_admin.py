@@ -18,7 +18,10 @@ def _strategy_form(strategy: Strategy, **changes: object) -> dict[str, object]:
         "name": strategy.name,
         "description": strategy.description,
         "kind": strategy.kind,
-        "parameters": '{"fast": 10, "slow": 50}',
+        # The parameter fields the form generates from the kind's spec.
+        "parameters_for": strategy.kind,
+        "param_fast": "10",
+        "param_slow": "50",
         "instrument": strategy.instrument_id,
         "timeframe": strategy.timeframe,
         "initial_capital": "10000",
@@ -64,9 +67,28 @@ def test_admin_rejects_invalid_strategy_parameters_with_a_field_message(client, 
     client.force_login(staff_user)
     response = client.post(
         reverse("admin:strategies_strategy_change", args=[strategy.pk]),
-        _strategy_form(strategy, parameters='{"fast": 60, "slow": 50}'),
+        _strategy_form(strategy, param_fast="60"),
     )
     assert response.status_code == 200
     assert "fast" in response.content.decode()
     strategy.refresh_from_db()
     assert strategy.parameters == {"fast": 10, "slow": 50}
+
+
+def test_admin_add_page_shows_the_chosen_kinds_fields_and_defaults_the_owner(client, staff_user):
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:strategies_strategy_add") + "?kind=rsi_reversion")
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert 'name="param_oversold"' in body and "Buy below this RSI." in body
+    assert 'name="parameters"' not in body  # no raw JSON
+    assert f'<option value="{staff_user.pk}" selected>' in body
+
+
+def test_admin_adds_a_strategy_with_generated_parameter_fields(client, staff_user):
+    template = StrategyFactory()
+    client.force_login(staff_user)
+    data = _strategy_form(template, name="added", param_fast="7", param_slow="21")
+    response = client.post(reverse("admin:strategies_strategy_add"), data)
+    assert response.status_code == 302, response.content[:2000]
+    assert Strategy.objects.get(name="added").parameters == {"fast": 7, "slow": 21}

@@ -256,6 +256,66 @@ def test_symbol_and_strategy_filters_name_each_unknown_value(api_client, user, i
     assert [t["strategy"] for t in both["results"]] == [strategy.pk]
 
 
+LEDGER_LISTS = ["orders", "fills", "positions", "trades", "events"]
+
+
+@pytest.mark.parametrize("name", LEDGER_LISTS)
+def test_an_end_date_at_the_calendars_end_means_no_upper_bound(api_client, user, instrument, name):
+    trade(user, instrument, "buy", "1", "100")
+    everything = api_client.get(f"/api/v1/{name}/").json()["results"]
+    assert everything
+    for query in (
+        "end=9999-12-31",
+        "end=9999-12-31T23:59:59-05:00",  # past the last datetime once in UTC
+        "start=0001-01-01T00:00:00%2B01:00&end=9999-12-31",  # before the first one
+        "start=0001-01-01&end=9999-12-31T23:59:59.999999",
+    ):
+        response = api_client.get(f"/api/v1/{name}/?{query}")
+        assert response.status_code == 200, (query, response.content)
+        assert response.json()["results"] == everything, query
+
+
+def test_a_trade_summary_over_the_whole_calendar_is_every_trade(api_client, user, instrument):
+    trade(user, instrument, "buy", "1", "100")
+    trade(user, instrument, "sell", "1", "110")
+    whole = api_client.get("/api/v1/trades/summary/?start=0001-01-01&end=9999-12-31")
+    assert whole.status_code == 200, whole.content
+    assert whole.json() == api_client.get("/api/v1/trades/summary/").json()
+    assert whole.json()["trades"] == 1
+
+
+@pytest.mark.parametrize("name", ["orders", "fills", "positions", "trades"])
+@pytest.mark.parametrize("value", ["%25", "%25s", "%25(value)s", "50%25%25"])
+def test_a_percent_sign_in_a_strategy_filter_is_a_400_naming_it(api_client, name, value):
+    response = api_client.get(f"/api/v1/{name}/?strategy={value}")
+    assert response.status_code == 400, response.content
+    [message] = response.json()["strategy"]
+    assert message.startswith(repr(value.replace("%25", "%")))
+
+
+@pytest.mark.parametrize("name", ["orders", "fills", "positions", "trades"])
+def test_another_users_strategy_id_is_refused_like_an_unknown_one(
+    api_client, user, other_user, instrument, name
+):
+    theirs = StrategyFactory(owner=other_user, instrument=instrument)
+    trade(other_user, instrument, "buy", "1", "100", strategy=theirs)
+    unknown_id = theirs.pk + 1000
+    other = api_client.get(f"/api/v1/{name}/?strategy={theirs.pk}")
+    unknown = api_client.get(f"/api/v1/{name}/?strategy={unknown_id}")
+    assert other.status_code == unknown.status_code == 400
+    assert other.json() == {
+        "strategy": [unknown.json()["strategy"][0].replace(str(unknown_id), str(theirs.pk))]
+    }
+
+
+def test_staff_filter_by_any_users_strategy(staff_client, other_user, instrument):
+    theirs = StrategyFactory(owner=other_user, instrument=instrument)
+    trade(other_user, instrument, "buy", "1", "100", strategy=theirs)
+    response = staff_client.get(f"/api/v1/trades/?strategy={theirs.pk}")
+    assert response.status_code == 200
+    assert [t["strategy"] for t in response.json()["results"]] == [theirs.pk]
+
+
 def test_a_filtered_trade_page_is_two_queries(
     api_client, user, instrument, django_assert_num_queries
 ):
@@ -419,3 +479,20 @@ def test_trade_rows_match_drf_field_rendering(api_client, user, instrument):
         shifted = FieldByField(full_rows, many=True).data
         assert shifted[0]["entry_time"].endswith("+05:30")
         assert TradeSerializer(listed, many=True).data == shifted
+
+
+def test_a_fill_whose_notional_would_overflow_the_ledger_columns_is_a_400(
+    api_client, user, instrument
+):
+    order = submit(user, instrument, "buy", "100000000000")  # 1e11
+    response = api_client.post(
+        "/api/v1/fills/", fill_payload(order, quantity="1", price="1000000000"), format="json"
+    )  # 1e9 x the order's 1e11 = 1e20: past the 20 digits NUMERIC(38, 18) keeps
+    assert response.status_code == 400, response.content
+    assert "must stay below" in str(response.json())
+    assert not Fill.objects.exists()
+    assert api_client.get("/api/v1/fills/").status_code == 200
+    accepted = api_client.post(
+        "/api/v1/fills/", fill_payload(order, quantity="1", price="999999999"), format="json"
+    )
+    assert accepted.status_code == 201, accepted.content

@@ -137,6 +137,9 @@ def fill_validate(
         raise ValidationError(problem or conflict)
 
 
+NOTIONAL_LIMIT = 10**20
+
+
 def fill_error(order: Order, instrument: Instrument, fill: FillInput) -> tuple[str, str]:
     """(conflict, invalid): what the order's state forbids, and what is malformed."""
     if fill.quantity <= 0:
@@ -149,6 +152,10 @@ def fill_error(order: Order, instrument: Instrument, fill: FillInput) -> tuple[s
         return "", f"price must be a multiple of the price tick {instrument.price_tick}"
     if fill.fee < 0:
         return "", "fee must not be negative"
+    if fill.price * order.quantity >= NOTIONAL_LIMIT:
+        # Bounds every sum of quantity x price the order, its position and trades keep in
+        # NUMERIC(38, 18) columns, which hold 20 digits before the point.
+        return "", f"price x the order's quantity must stay below {NOTIONAL_LIMIT:,}"
     if fill.ts.tzinfo is None:
         return "", "ts must carry a timezone"
     if order.status not in FILLABLE:

@@ -110,22 +110,6 @@
     }
   }
 
-  function defaultGrid(spec, values) {
-    const grid = {};
-    for (const param of spec) {
-      if (param.type !== "int" && param.type !== "float") continue;
-      const centre = Number(values[param.name] ?? param.default);
-      let candidates = [0.5, 0.75, 1, 1.5, 2].map(m => centre * m);
-      if (param.type === "int") candidates = candidates.map(Math.round);
-      candidates = [...new Set(candidates)].filter(v =>
-        (param.min === null || param.min === undefined || v >= param.min) &&
-        (param.max === null || param.max === undefined || v <= param.max));
-      grid[param.name] = candidates;
-      if (Object.keys(grid).length === 2) break;
-    }
-    return grid;
-  }
-
   function specOf(data, kind) {
     const spec = data.kinds[kind] ? data.kinds[kind].spec : [];
     return Array.isArray(spec) ? spec : (spec.params || []);
@@ -140,6 +124,9 @@
     }
     const pick = () => onPick(data.strategies.find(s => String(s.id) === select.value));
     select.addEventListener("change", pick);
+    // "Backtest" on the strategies page links here with ?strategy=<id> preselected.
+    const wanted = new URLSearchParams(location.search).get("strategy");
+    if (wanted && data.strategies.some(s => String(s.id) === wanted)) select.value = wanted;
     if (data.strategies.length) pick();
   }
 
@@ -174,38 +161,6 @@
       const result = await api("POST", "/api/v1/backtests/", body);
       button.disabled = false;
       if (result.ok) location.href = `/lab/runs/${result.payload.id}/`;
-      else errors.textContent = errorLines(result.payload).join("\n");
-    });
-
-    const sweepForm = document.getElementById("sweep-form");
-    const metric = document.getElementById("sw-metric");
-    for (const name of data.rank_metrics) {
-      const option = document.createElement("option");
-      option.value = option.textContent = name;
-      if (name === "sharpe") option.selected = true;
-      metric.appendChild(option);
-    }
-    setupStrategyPicker(data, document.getElementById("sw-strategy"), strategy => {
-      if (!strategy) return;
-      document.getElementById("sw-grid").value = JSON.stringify(defaultGrid(specOf(data, strategy.kind), strategy.parameters || {}));
-      setRange(document.getElementById("sw-start"), document.getElementById("sw-end"), strategy);
-    });
-    sweepForm.addEventListener("submit", async event => {
-      event.preventDefault();
-      const button = document.getElementById("sw-submit"), errors = document.getElementById("sw-errors");
-      errors.textContent = "";
-      let grid;
-      try { grid = JSON.parse(sweepForm.elements.grid.value); } catch (e) { errors.textContent = "grid: not valid JSON"; return; }
-      const body = {
-        strategy: Number(sweepForm.elements.strategy.value), grid,
-        start: fromInput(sweepForm.elements.start.value), end: fromInput(sweepForm.elements.end.value),
-        rank_metric: sweepForm.elements.rank_metric.value,
-      };
-      if (sweepForm.elements.samples.value) body.samples = Number(sweepForm.elements.samples.value);
-      button.disabled = true;
-      const result = await api("POST", "/api/v1/sweeps/", body);
-      button.disabled = false;
-      if (result.ok) location.href = `/lab/sweeps/${result.payload.id}/`;
       else errors.textContent = errorLines(result.payload).join("\n");
     });
 
@@ -265,4 +220,11 @@
   }
 
   window.Lab = { home, run, sweep, errorLines };
+
+  // Start the page's behaviour from <body data-page>: the Content-Security-Policy allows no
+  // inline script, so the templates say which page they are instead of calling Lab.*().
+  const page = document.body.dataset.page;
+  if (page === "home") home(JSON.parse(document.getElementById("lab-data").textContent));
+  else if (page === "run") run(Number(document.body.dataset.run));
+  else if (page === "sweep") sweep();
 })();

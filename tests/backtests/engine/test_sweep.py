@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
 from backtests.engine import (
@@ -10,9 +13,12 @@ from backtests.engine import (
     EngineError,
     ParamValidationError,
     expand_grid,
+    grid_size,
     run_backtest,
     run_sweep,
+    sample_grid,
 )
+from backtests.engine.sweep import grid_combination
 from strategies.library.base import StrategyRef
 from tests.backtests.engine.bars import random_walk
 
@@ -28,6 +34,61 @@ def test_expand_grid_keeps_only_combinations_the_spec_allows():
 def test_expand_grid_accepts_a_list_and_drops_duplicates():
     combos = expand_grid("sma_cross", [{"fast": 5}, {"fast": 5, "slow": 50}, {"fast": 60}])
     assert combos == [{"fast": 5, "slow": 50}]
+
+
+def test_a_grids_size_is_counted_without_building_it():
+    values = list(range(1, 1001))
+    assert grid_size(GRID) == 81
+    assert grid_size({"fast": values, "slow": values, "extra": values}) == 10**9
+    assert grid_size([{"fast": 5}, {"fast": 6}]) == 2
+    with pytest.raises(ParamValidationError):
+        grid_size({"fast": "5"})
+
+
+def test_a_combination_is_read_by_its_index_in_product_order():
+    grid = {"fast": [5, 10, 15], "slow": [20, 40], "x": ["a", "b", "c", "d"]}
+    product = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    assert [grid_combination(grid, i) for i in range(grid_size(grid))] == product
+
+
+def test_sampling_a_small_grid_is_random_sample_of_its_expansion():
+    # What sweeps always drew for grids up to the threshold, unchanged.
+    drawn = sample_grid("sma_cross", GRID, 10, "seed")
+    assert drawn == random.Random("seed").sample(expand_grid("sma_cross", GRID), 10)
+    assert sample_grid("sma_cross", GRID, 500, "seed") == expand_grid("sma_cross", GRID)
+
+
+def test_sampling_a_large_grid_draws_valid_distinct_combinations_deterministically():
+    grid = {"fast": list(range(1, 201)), "slow": list(range(1, 201))}  # about half valid
+    drawn = sample_grid("sma_cross", grid, 50, "seed", by_index_above=100)
+    assert len(drawn) == 50
+    assert len({(c["fast"], c["slow"]) for c in drawn}) == 50
+    assert all(c["fast"] < c["slow"] for c in drawn)
+    assert drawn == sample_grid("sma_cross", grid, 50, "seed", by_index_above=100)
+    assert drawn != sample_grid("sma_cross", grid, 50, "other seed", by_index_above=100)
+
+
+def test_sampling_a_large_grid_can_draw_all_of_it():
+    grid = {"fast": list(range(1, 21)), "slow": list(range(21, 41))}
+    drawn = sample_grid("sma_cross", grid, 400, 1, by_index_above=10)
+    assert sorted((c["fast"], c["slow"]) for c in drawn) == sorted(
+        (c["fast"], c["slow"]) for c in expand_grid("sma_cross", grid)
+    )
+
+
+def test_sampling_a_grid_the_rules_cut_to_one_combination_gives_that_one():
+    grid = {"fast": [5] * 100, "slow": [20] * 100}  # 10,000 raw, one distinct
+    assert sample_grid("sma_cross", grid, 5, "seed", by_index_above=100) == [
+        {"fast": 5, "slow": 20}
+    ]
+
+
+def test_sampling_a_huge_grid_costs_the_sample_not_the_grid():
+    values = list(range(1, 1001))
+    drawn = sample_grid("sma_cross", {"fast": values, "slow": values}, 20, "seed")
+    assert len(drawn) == 20 and all(c["fast"] < c["slow"] for c in drawn)
+    with pytest.raises(ParamValidationError):
+        sample_grid("sma_cross", {"fast": values, "slow": values, "extra": values}, 3, "seed")
 
 
 def test_each_sweep_row_equals_the_single_backtest():
