@@ -19,7 +19,7 @@ from django.utils import timezone
 from backtests import selectors, services
 from backtests.charts import equity_chart_svg
 from backtests.models import FINISHED_STATUSES, BacktestRun, BacktestTrade, RunStatus, Sweep
-from persistence.admin import AuditedModelAdmin
+from persistence.admin import AuditedModelAdmin, error_text, field_error_text
 from strategies.admin import StrategyAdmin
 from strategies.models import Strategy
 
@@ -62,6 +62,13 @@ class BacktestTradeInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
+def _two_places(metric: Any) -> str | None:
+    """A float metric as a short column value; None (not computed yet) shows as empty."""
+    if isinstance(metric, int | float) and not isinstance(metric, bool):
+        return f"{metric:,.2f}"
+    return None if metric is None else str(metric)
+
+
 class ResultAdminMixin:
     """Runs and sweeps are results: every field is read-only, so a run always means what it
     computed. Staff act on them through the re-run and cancel actions instead."""
@@ -74,16 +81,14 @@ class ResultAdminMixin:
 
 @admin.register(BacktestRun)
 class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
+    # Few, short columns so status, return and Sharpe fit on a laptop screen; kind, owner
+    # and cache hits are filters, and the run's page has the rest.
     list_display = (
         "id",
-        "owner",
         "strategy",
-        "kind",
         "instrument",
         "timeframe",
         "status",
-        "progress",
-        "cache_hit",
         "return_pct",
         "sharpe",
         "created_at",
@@ -115,12 +120,12 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
     SHARED_TRADES_SHOWN = 500
 
     @admin.display(description="Return %")
-    def return_pct(self, obj: BacktestRun) -> Any:
-        return obj.metrics.get("return_pct")
+    def return_pct(self, obj: BacktestRun) -> str | None:
+        return _two_places(obj.metrics.get("return_pct"))
 
     @admin.display(description="Sharpe")
-    def sharpe(self, obj: BacktestRun) -> Any:
-        return obj.metrics.get("sharpe")
+    def sharpe(self, obj: BacktestRun) -> str | None:
+        return _two_places(obj.metrics.get("sharpe"))
 
     def get_inlines(self, request: HttpRequest, obj: BacktestRun | None) -> list[Any]:
         # The inline follows the run's own foreign key, which a cache hit's trades do not
@@ -159,7 +164,10 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
             except services.BacktestInputError as exc:
                 for field, problems in exc.errors.items():
                     target = field if field in form.fields else None
-                    form.add_error(target, f"{field}: {problems}")
+                    if target is None:
+                        form.add_error(None, field_error_text(field, problems))
+                    else:
+                        form.add_error(target, field_error_text("", problems))
             else:
                 note = " (answered from the cache)" if run.cache_hit else ""
                 messages.success(request, f"Started backtest #{run.pk}{note}.")
@@ -206,7 +214,7 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
             try:
                 started.append(services.backtest_rerun(user=request.user, run=run).pk)  # type: ignore[arg-type]
             except (services.BacktestConflict, services.BacktestInputError) as exc:
-                messages.error(request, f"#{run.pk}: {exc}")
+                messages.error(request, f"#{run.pk}: {error_text(exc)}")
         if started:
             messages.success(request, f"Started {len(started)} run(s): {started}")
 
@@ -218,7 +226,7 @@ class BacktestRunAdmin(ResultAdminMixin, AuditedModelAdmin):
                 services.backtest_cancel(run=run)
                 cancelled += 1
             except services.BacktestConflict as exc:
-                messages.warning(request, str(exc))
+                messages.warning(request, error_text(exc))
         messages.success(request, f"Cancelled {cancelled} run(s).")
 
 

@@ -180,7 +180,11 @@ class SweepSubmitSerializer(RunOverridesMixin):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     grid = serializers.DictField(
-        child=serializers.ListField(child=serializers.JSONField(), allow_empty=False),
+        child=serializers.ListField(
+            child=serializers.JSONField(),
+            allow_empty=False,
+            error_messages={"empty": "The grid is empty: give this parameter at least one value."},
+        ),
         help_text='Parameter name to the values to try, e.g. {"fast": [5, 10], "slow": [50]}.',
     )
     samples = serializers.IntegerField(

@@ -61,19 +61,30 @@ class BacktestSettings(models.Model):
 
 def _settings_constraints(prefix: str) -> list[models.BaseConstraint]:
     return [
-        models.CheckConstraint(condition=Q(end__gt=F("start")), name=f"{prefix}_range_ordered"),
         models.CheckConstraint(
-            condition=Q(status__in=RunStatus.values), name=f"{prefix}_status_valid"
+            condition=Q(end__gt=F("start")),
+            name=f"{prefix}_range_ordered",
+            violation_error_message="End must be after start.",
         ),
         models.CheckConstraint(
-            condition=Q(progress__gte=0) & Q(progress__lte=100), name=f"{prefix}_progress_range"
+            condition=Q(status__in=RunStatus.values),
+            name=f"{prefix}_status_valid",
+            violation_error_message="Status is not one of the allowed choices.",
         ),
         models.CheckConstraint(
-            condition=Q(initial_capital__gt=0), name=f"{prefix}_capital_positive"
+            condition=Q(progress__gte=0) & Q(progress__lte=100),
+            name=f"{prefix}_progress_range",
+            violation_error_message="Progress must be between 0 and 100.",
+        ),
+        models.CheckConstraint(
+            condition=Q(initial_capital__gt=0),
+            name=f"{prefix}_capital_positive",
+            violation_error_message="Initial capital must be greater than zero.",
         ),
         models.CheckConstraint(
             condition=Q(size_fraction__gt=0) & Q(size_fraction__lte=1),
             name=f"{prefix}_size_fraction_range",
+            violation_error_message="Size fraction must be greater than 0 and at most 1.",
         ),
     ]
 
@@ -146,9 +157,15 @@ class BacktestTrade(models.Model):
         ordering = ["run_id", "entry_time", "id"]
         indexes = [models.Index(fields=["run", "entry_time"], name="bt_trade_run_time")]
         constraints = [
-            models.CheckConstraint(condition=Q(quantity__gt=0), name="bt_trade_quantity_positive"),
             models.CheckConstraint(
-                condition=Q(direction__in=["long", "short"]), name="bt_trade_direction_valid"
+                condition=Q(quantity__gt=0),
+                name="bt_trade_quantity_positive",
+                violation_error_message="Quantity must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=Q(direction__in=["long", "short"]),
+                name="bt_trade_direction_valid",
+                violation_error_message="Direction must be long or short.",
             ),
         ]
 

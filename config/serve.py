@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,46 @@ def web_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "DATABASE_POOL": env.get("DATABASE_POOL", WEB_DATABASE_POOL)}
 
 
-def main() -> int:
-    env = dict(os.environ)
+def worker_log_level(env: Mapping[str, str]) -> str:
+    """The worker's log level: WARNING unless LOG_LEVEL says otherwise, so the banner is not
+    buried under a line per task received and succeeded."""
+    return env.get("LOG_LEVEL") or "WARNING"
+
+
+def serve_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment every child runs with: the local settings, and DEBUG off unless set.
+
+    `make run` is where people try the app, so it shows what they would get in production:
+    the lab's 404 page rather than Django's debug page (which lists every URL pattern) and no
+    per-request SQL log kept in memory by long sweeps. `DEBUG=1 make run` turns it back on;
+    `manage.py runserver` keeps config.settings.local's DEBUG on.
+    """
+    env = dict(environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    env.setdefault("DEBUG", "0")
+    return env
+
+
+def banner(*, host: str, port: int, env: Mapping[str, str]) -> str:
+    """What `make run` prints once the web server accepts connections."""
+    root = f"http://{host}:{port}"
+    user = env.get("DEMO_USERNAME", "demo")
+    password = env.get("DEMO_PASSWORD", "tradelab-demo")
+    return (
+        "\n"
+        f"  Tradelab is running at {root}/\n"
+        f"  Lab:          {root}/lab/\n"
+        f"  Back-office:  {root}/admin/\n"
+        f"  API docs:     {root}/api/docs/   (API root: {root}/api/v1/)\n"
+        f"  Demo login:   {user} / {password}\n"
+        f"  Broker and channel layer: {env.get('REDIS_URL', '')}\n"
+        f"  Logs at {worker_log_level(env)} and above (LOG_LEVEL=INFO for more).\n"
+        "  Press Ctrl-C to stop everything.\n"
+    )
+
+
+def main() -> int:
+    env = serve_env(os.environ)
     var_dir = Path(env.get("TRADELAB_VAR_DIR", BASE_DIR / "var"))
     host = env.get("HOST", "127.0.0.1")
     port = int(env.get("PORT", "8000"))
@@ -98,7 +136,10 @@ def main() -> int:
         # The embedded broker starts empty: runs left queued or running by the last session
         # have no message anywhere, so the worker requeues them once it is ready.
         env["TRADELAB_REQUEUE_ON_START"] = "1"
-    worker_cmd = [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", workers]
+    worker_cmd = [
+        *(str(BIN / "celery"), "-A", "config", "worker"),
+        *("-l", worker_log_level(env), "-c", workers),
+    ]
     if env.get("CELERY_EMBED_BEAT", "1") == "1":
         # The periodic reaper of runs whose worker died; with several machines, run one
         # `celery beat` instead and set CELERY_EMBED_BEAT=0 here.
@@ -128,16 +169,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
 
     if wait_for_port(port, timeout=30):
-        print(
-            "\n"
-            f"  Tradelab is running at http://{host}:{port}/\n"
-            f"  Back-office: http://{host}:{port}/admin/   API docs: http://{host}:{port}/api/docs/\n"
-            f"  Demo login:  {env.get('DEMO_USERNAME', 'demo')} / "
-            f"{env.get('DEMO_PASSWORD', 'tradelab-demo')}\n"
-            f"  Broker and channel layer: {env['REDIS_URL']}\n"
-            "  Press Ctrl-C to stop everything.\n",
-            flush=True,
-        )
+        print(banner(host=host, port=port, env=env), flush=True)
 
     exit_code = 0
     while not stopping:

@@ -1,8 +1,11 @@
-"""Top-level URLs: the admin, the health check and metrics, the versioned API and its schema."""
+"""Top-level URLs: the lab, the admin, the health check and metrics, the versioned API and its
+schema, and the favicon browsers ask for at the root."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -15,12 +18,19 @@ handler500 = "config.health.server_error"
 # A URL under /api/ that no route matches is a JSON 404, like every error of the API.
 handler404 = "config.api.errors.not_found"
 
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """Browsers ask for /favicon.ico whatever a page links: send them to the static SVG."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
 admin.site.site_header = "Tradelab back-office"
 admin.site.site_title = "Tradelab"
 admin.site.index_title = "Back-office"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/lab/", permanent=False)),
+    path("favicon.ico", favicon, name="favicon"),
     path("lab/", include("backtests.lab")),
     path("accounts/", include("accounts.web_urls")),  # Django's auth views, sign-up
     path("admin/", admin.site.urls),

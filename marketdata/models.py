@@ -40,9 +40,15 @@ class Instrument(models.Model):
         db_table = "trading_instrument"
         ordering = ["symbol"]
         constraints = [
-            models.CheckConstraint(condition=Q(price_tick__gt=0), name="instrument_tick_positive"),
             models.CheckConstraint(
-                condition=Q(quantity_step__gt=0), name="instrument_step_positive"
+                condition=Q(price_tick__gt=0),
+                name="instrument_tick_positive",
+                violation_error_message="Price tick must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity_step__gt=0),
+                name="instrument_step_positive",
+                violation_error_message="Quantity step must be greater than zero.",
             ),
         ]
 
@@ -68,11 +74,19 @@ class Candle(models.Model):
         constraints = [
             # The unique index on (instrument, timeframe, ts) also serves range scans.
             models.UniqueConstraint(
-                fields=["instrument", "timeframe", "ts"], name="candle_unique_bar"
+                fields=["instrument", "timeframe", "ts"],
+                name="candle_unique_bar",
+                violation_error_message="A bar at this time and timeframe already exists.",
             ),
-            models.CheckConstraint(condition=Q(high__gte=F("low")), name="candle_high_gte_low"),
             models.CheckConstraint(
-                condition=Q(low__gt=0) & Q(volume__gte=0), name="candle_positive_prices"
+                condition=Q(high__gte=F("low")),
+                name="candle_high_gte_low",
+                violation_error_message="High must be greater than or equal to low.",
+            ),
+            models.CheckConstraint(
+                condition=Q(low__gt=0) & Q(volume__gte=0),
+                name="candle_positive_prices",
+                violation_error_message="Low must be above zero and volume not negative.",
             ),
         ]
 

@@ -46,10 +46,15 @@ class CachedResult(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["last_hit_at"], name="cached_result_last_hit")]
         constraints = [
-            models.UniqueConstraint(fields=["kind", "params_hash"], name="cached_result_unique"),
+            models.UniqueConstraint(
+                fields=["kind", "params_hash"],
+                name="cached_result_unique",
+                violation_error_message="A cached result for this kind and parameters exists.",
+            ),
             models.CheckConstraint(
                 condition=Q(blob__isnull=False) | ~Q(file_path=""),
                 name="cached_result_has_payload",
+                violation_error_message="A cached result needs either a blob or a file path.",
             ),
         ]
 
@@ -87,9 +92,12 @@ class Artifact(models.Model):
             models.CheckConstraint(
                 condition=~Q(params_hash="") | Q(run__isnull=False),
                 name="artifact_has_owner_key",
+                violation_error_message="An artifact needs a parameters hash or a run.",
             ),
             models.CheckConstraint(
-                condition=Q(blob__isnull=False) | ~Q(file_path=""), name="artifact_has_payload"
+                condition=Q(blob__isnull=False) | ~Q(file_path=""),
+                name="artifact_has_payload",
+                violation_error_message="An artifact needs either a blob or a file path.",
             ),
         ]
 
@@ -114,8 +122,16 @@ class Event(models.Model):
     class Meta:
         ordering = ["seq"]
         constraints = [
-            models.UniqueConstraint(fields=["stream", "version"], name="event_stream_version"),
-            models.CheckConstraint(condition=Q(version__gte=1), name="event_version_positive"),
+            models.UniqueConstraint(
+                fields=["stream", "version"],
+                name="event_stream_version",
+                violation_error_message="This stream already has an event at this version.",
+            ),
+            models.CheckConstraint(
+                condition=Q(version__gte=1),
+                name="event_version_positive",
+                violation_error_message="Event version must be 1 or more.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -131,7 +147,11 @@ class Snapshot(models.Model):
     class Meta:
         ordering = ["stream", "-version"]
         constraints = [
-            models.UniqueConstraint(fields=["stream", "version"], name="snapshot_stream_version"),
+            models.UniqueConstraint(
+                fields=["stream", "version"],
+                name="snapshot_stream_version",
+                violation_error_message="This stream already has a snapshot at this version.",
+            ),
         ]
 
     def __str__(self) -> str:

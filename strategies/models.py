@@ -48,20 +48,29 @@ class Strategy(models.Model):
         verbose_name_plural = "strategies"
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "name"], name="strategy_name_unique_per_owner"
+                fields=["owner", "name"],
+                name="strategy_name_unique_per_owner",
+                violation_error_message="This owner already has a strategy with this name.",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=["draft", "active", "paused", "archived"]),
                 name="strategy_status_valid",
+                violation_error_message="Status must be draft, active, paused or archived.",
             ),
             models.CheckConstraint(
-                condition=Q(initial_capital__gt=0), name="strategy_capital_positive"
+                condition=Q(initial_capital__gt=0),
+                name="strategy_capital_positive",
+                violation_error_message="Initial capital must be greater than zero.",
             ),
             models.CheckConstraint(
-                condition=Q(fee_rate__gte=0) & Q(fee_rate__lt=1), name="strategy_fee_rate_range"
+                condition=Q(fee_rate__gte=0) & Q(fee_rate__lt=1),
+                name="strategy_fee_rate_range",
+                violation_error_message="Fee rate must be at least 0 and less than 1.",
             ),
             models.CheckConstraint(
-                condition=Q(slippage_bps__gte=0), name="strategy_slippage_non_negative"
+                condition=Q(slippage_bps__gte=0),
+                name="strategy_slippage_non_negative",
+                violation_error_message="Slippage must not be negative.",
             ),
         ]
 

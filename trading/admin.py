@@ -12,7 +12,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
-from persistence.admin import AuditedModelAdmin, ReadOnlyModelAdmin
+from persistence.admin import (
+    AuditedModelAdmin,
+    InternalReadOnlyAdmin,
+    amount_column,
+    amount_text,
+    error_text,
+)
 from trading import services
 from trading.models import (
     Fill,
@@ -45,12 +51,7 @@ def _actor(request: HttpRequest) -> User:
 
 
 def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, exc: Exception) -> None:  # type: ignore[type-arg]
-    message = (
-        exc.message
-        if isinstance(exc, services.LedgerConflict)
-        else "; ".join(getattr(exc, "messages", [str(exc)]))
-    )
-    modeladmin.message_user(request, message, level=messages.ERROR)
+    modeladmin.message_user(request, error_text(exc), level=messages.ERROR)
 
 
 class OrderAddForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -81,18 +82,16 @@ class OrderAddForm(forms.ModelForm):  # type: ignore[type-arg]
 
 @admin.register(Order)
 class OrderAdmin(LedgerAdminMixin, AuditedModelAdmin):
+    # Few, short columns so status fits on a laptop screen; type and source are filters.
     list_display = (
         "client_order_id",
         "owner",
         "instrument",
         "side",
-        "order_type",
-        "quantity",
-        "filled_quantity",
-        "remaining",
-        "avg_fill_price",
+        amount_column("quantity", "Quantity"),
+        amount_column("filled_quantity", "Filled"),
+        amount_column("avg_fill_price", "Avg price"),
         "status",
-        "source",
         "created_at",
     )
     list_filter = (
@@ -202,12 +201,11 @@ class FillAddForm(forms.ModelForm):  # type: ignore[type-arg]
 class FillAdmin(LedgerAdminMixin, AuditedModelAdmin):
     list_display = (
         "venue_trade_id",
-        "order",
+        "order_id_text",
         "owner",
-        "quantity",
-        "price",
-        "fee",
-        "notional",
+        amount_column("quantity", "Quantity"),
+        amount_column("price", "Price"),
+        amount_column("fee", "Fee"),
         "ts",
     )
     list_filter = ("order__side", "order__instrument__symbol", "order__strategy", "ts")
@@ -219,6 +217,10 @@ class FillAdmin(LedgerAdminMixin, AuditedModelAdmin):
     @admin.display(description="Notional")
     def notional(self, obj: Fill) -> Decimal:
         return obj.quantity * obj.price
+
+    @admin.display(description="Order", ordering="order__client_order_id")
+    def order_id_text(self, obj: Fill) -> str:
+        return obj.order.client_order_id
 
     def get_form(  # type: ignore[override]
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -251,14 +253,12 @@ class PositionAdmin(LedgerAdminMixin, AuditedModelAdmin):
         "instrument",
         "owner",
         "strategy",
-        "quantity",
-        "avg_entry_price",
-        "realized_pnl",
-        "fees_paid",
-        "net_pnl",
+        amount_column("quantity", "Quantity"),
+        amount_column("avg_entry_price", "Avg entry"),
+        amount_column("realized_pnl", "Realized PnL"),
+        "net_pnl_text",
         "status",
         "opened_at",
-        "closed_at",
     )
     list_filter = ("status", "instrument__symbol", "strategy", "opened_at")
     search_fields = ("instrument__symbol", "owner__username", "strategy__name")
@@ -271,6 +271,10 @@ class PositionAdmin(LedgerAdminMixin, AuditedModelAdmin):
     @admin.display(description="Net PnL")
     def net_pnl(self, obj: Position) -> Decimal:
         return obj.realized_pnl - obj.fees_paid
+
+    @admin.display(description="Net PnL")
+    def net_pnl_text(self, obj: Position) -> str | None:
+        return amount_text(self.net_pnl(obj))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # positions are what fills make them
@@ -291,22 +295,18 @@ class PositionAdmin(LedgerAdminMixin, AuditedModelAdmin):
 
 @admin.register(Trade)
 class TradeAdmin(LedgerAdminMixin, AuditedModelAdmin):
+    # Few, short columns so PnL and status fit on a laptop screen; the rest is on the page.
     list_display = (
         "instrument",
         "owner",
-        "strategy",
         "direction",
-        "quantity",
-        "entry_time",
-        "entry_price",
-        "exit_time",
-        "exit_price",
-        "pnl",
-        "pnl_pct",
-        "fees",
-        "net_pnl",
-        "exit_reason",
+        amount_column("quantity", "Quantity"),
+        amount_column("entry_price", "Entry"),
+        amount_column("exit_price", "Exit"),
+        "net_pnl_text",
+        amount_column("pnl_pct", "PnL %"),
         "status",
+        "exit_time",
     )
     list_filter = (
         "status",
@@ -325,28 +325,32 @@ class TradeAdmin(LedgerAdminMixin, AuditedModelAdmin):
     def net_pnl(self, obj: Trade) -> Decimal:
         return obj.pnl - obj.fees
 
+    @admin.display(description="Net PnL")
+    def net_pnl_text(self, obj: Trade) -> str | None:
+        return amount_text(self.net_pnl(obj))
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # trades are what fills make them
 
 
-class RollupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RollupAdmin(InternalReadOnlyAdmin):
     """Rollups are derived from the trades (rebuild with `rebuild_trade_rollups`): view only."""
 
     date_hierarchy = "day"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(TradeRollup)
 class TradeRollupAdmin(RollupAdmin):
-    list_display = ("day", "owner", "strategy", "instrument", "trades", "wins", "losses", "net_pnl")
+    list_display = (
+        "day",
+        "owner",
+        "strategy",
+        "instrument",
+        "trades",
+        "wins",
+        "losses",
+        amount_column("net_pnl", "Net PnL"),
+    )
     list_filter = ("instrument__symbol",)
     list_select_related = ("owner", "strategy", "instrument")
 
@@ -358,7 +362,7 @@ class TradeStreakRollupAdmin(RollupAdmin):
 
 
 @admin.register(PositionHead)
-class PositionHeadAdmin(ReadOnlyModelAdmin):
+class PositionHeadAdmin(InternalReadOnlyAdmin):
     """Read-only: heads are written with the events; `rebuild_positions --apply` repairs them."""
 
     list_display = ("stream", "version", "updated_at")

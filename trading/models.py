@@ -120,34 +120,66 @@ class Order(models.Model):
         indexes = [models.Index(fields=["owner", "-created_at", "-id"], name="order_owner_recent")]
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "client_order_id"], name="order_client_id_unique_per_owner"
+                fields=["owner", "client_order_id"],
+                name="order_client_id_unique_per_owner",
+                violation_error_message="This client order id is already used.",
             ),
             # The target of the fills' (order, owner) foreign key on PostgreSQL.
-            models.UniqueConstraint(fields=["id", "owner"], name="order_id_owner_key"),
-            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.UniqueConstraint(
+                fields=["id", "owner"],
+                name="order_id_owner_key",
+                violation_error_message="An order with this id and owner already exists.",
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0),
+                name="order_quantity_positive",
+                violation_error_message="Quantity must be greater than zero.",
+            ),
             models.CheckConstraint(
                 condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
                 name="order_filled_within_quantity",
+                violation_error_message="Filled quantity must be between 0 and the quantity.",
             ),
-            models.CheckConstraint(condition=_in("side", Side), name="order_side_valid"),
-            models.CheckConstraint(condition=_in("order_type", OrderType), name="order_type_valid"),
-            models.CheckConstraint(condition=_in("status", OrderStatus), name="order_status_valid"),
-            models.CheckConstraint(condition=_in("source", OrderSource), name="order_source_valid"),
             models.CheckConstraint(
-                condition=_in("time_in_force", TimeInForce), name="order_tif_valid"
+                condition=_in("side", Side),
+                name="order_side_valid",
+                violation_error_message="Side is not one of the allowed choices.",
+            ),
+            models.CheckConstraint(
+                condition=_in("order_type", OrderType),
+                name="order_type_valid",
+                violation_error_message="Order type is not one of the allowed choices.",
+            ),
+            models.CheckConstraint(
+                condition=_in("status", OrderStatus),
+                name="order_status_valid",
+                violation_error_message="Status is not one of the allowed choices.",
+            ),
+            models.CheckConstraint(
+                condition=_in("source", OrderSource),
+                name="order_source_valid",
+                violation_error_message="Source is not one of the allowed choices.",
+            ),
+            models.CheckConstraint(
+                condition=_in("time_in_force", TimeInForce),
+                name="order_tif_valid",
+                violation_error_message="Time in force is not one of the allowed choices.",
             ),
             models.CheckConstraint(
                 condition=~Q(order_type="limit") | Q(limit_price__isnull=False),
                 name="order_limit_has_price",
+                violation_error_message="A limit order needs a limit price.",
             ),
             models.CheckConstraint(
                 condition=~Q(order_type="stop") | Q(stop_price__isnull=False),
                 name="order_stop_has_price",
+                violation_error_message="A stop order needs a stop price.",
             ),
             models.CheckConstraint(
                 condition=(Q(limit_price__isnull=True) | Q(limit_price__gt=0))
                 & (Q(stop_price__isnull=True) | Q(stop_price__gt=0)),
                 name="order_prices_positive",
+                violation_error_message="Limit and stop prices must be greater than zero.",
             ),
         ]
 
@@ -189,10 +221,20 @@ class Fill(models.Model):
         indexes = [models.Index(fields=["owner", "-ts", "-id"], name="fill_owner_recent")]
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "venue_trade_id"], name="fill_venue_id_unique_per_owner"
+                fields=["owner", "venue_trade_id"],
+                name="fill_venue_id_unique_per_owner",
+                violation_error_message="This owner already has a fill with this venue trade id.",
             ),
-            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
-            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0),
+                name="fill_quantity_positive",
+                violation_error_message="Quantity must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=Q(price__gt=0),
+                name="fill_price_positive",
+                violation_error_message="Price must be greater than zero.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -234,11 +276,14 @@ class Position(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=_in("status", PositionStatus), name="position_status_valid"
+                condition=_in("status", PositionStatus),
+                name="position_status_valid",
+                violation_error_message="Status is not one of the allowed choices.",
             ),
             models.CheckConstraint(
                 condition=~Q(status="closed") | (Q(quantity=0) & Q(closed_at__isnull=False)),
                 name="position_closed_is_flat",
+                violation_error_message="A closed position must be flat and have a closing time.",
             ),
             # NULL strategies are distinct in a unique index, so the manual (strategy-less)
             # book gets its own partial constraint.
@@ -246,11 +291,13 @@ class Position(models.Model):
                 fields=["owner", "strategy", "instrument"],
                 condition=Q(status="open") & Q(strategy__isnull=False),
                 name="position_one_open_per_strategy",
+                violation_error_message="An open position for this strategy and instrument exists.",
             ),
             models.UniqueConstraint(
                 fields=["owner", "instrument"],
                 condition=Q(status="open") & Q(strategy__isnull=True),
                 name="position_one_open_manual",
+                violation_error_message="A manual position in this instrument is already open.",
             ),
         ]
 
@@ -299,16 +346,31 @@ class Trade(models.Model):
             models.Index(fields=["owner", "status", "-exit_time"], name="trade_owner_closed"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
-            models.CheckConstraint(condition=Q(entry_price__gt=0), name="trade_entry_positive"),
             models.CheckConstraint(
-                condition=_in("direction", Direction), name="trade_direction_valid"
+                condition=Q(quantity__gt=0),
+                name="trade_quantity_positive",
+                violation_error_message="Quantity must be greater than zero.",
             ),
-            models.CheckConstraint(condition=_in("status", TradeStatus), name="trade_status_valid"),
+            models.CheckConstraint(
+                condition=Q(entry_price__gt=0),
+                name="trade_entry_positive",
+                violation_error_message="Entry price must be greater than zero.",
+            ),
+            models.CheckConstraint(
+                condition=_in("direction", Direction),
+                name="trade_direction_valid",
+                violation_error_message="Direction is not one of the allowed choices.",
+            ),
+            models.CheckConstraint(
+                condition=_in("status", TradeStatus),
+                name="trade_status_valid",
+                violation_error_message="Status is not one of the allowed choices.",
+            ),
             models.CheckConstraint(
                 condition=~Q(status="closed")
                 | (Q(exit_time__isnull=False) & Q(exit_price__isnull=False)),
                 name="trade_closed_has_exit",
+                violation_error_message="A closed trade needs an exit time and an exit price.",
             ),
         ]
 
@@ -364,11 +426,13 @@ class TradeRollup(_StreakSummary):
                 fields=["owner", "strategy", "instrument", "day"],
                 condition=Q(strategy__isnull=False),
                 name="trade_rollup_unique_series_day",
+                violation_error_message="This series already has a rollup for this day.",
             ),
             models.UniqueConstraint(
                 fields=["owner", "instrument", "day"],
                 condition=Q(strategy__isnull=True),
                 name="trade_rollup_unique_manual_day",
+                violation_error_message="This manual series already has a rollup for this day.",
             ),
         ]
 
@@ -383,7 +447,11 @@ class TradeStreakRollup(_StreakSummary):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["owner", "day"], name="trade_streak_unique_owner_day")
+            models.UniqueConstraint(
+                fields=["owner", "day"],
+                name="trade_streak_unique_owner_day",
+                violation_error_message="This owner already has a streak rollup for this day.",
+            )
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from backtests.engine import ENGINE_VERSION, BacktestConfig, ParamValidationError
 from backtests.models import BacktestSettings
 from backtests.services.errors import BacktestInputError
-from marketdata.selectors import candle_count_at_least, candle_data_version
+from marketdata.selectors import candle_count_at_least, candle_data_version, candle_span
 from marketdata.timeframes import TIMEFRAME_SECONDS
 from persistence.services import params_record
 from strategies.library.base import StrategyKind
@@ -141,6 +141,37 @@ def _range_check(start: datetime, end: datetime, errors: dict[str, Any]) -> None
         _check(errors, "end", end > start, "Must be after start.")
 
 
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _range_clip(
+    *, instrument_id: int, symbol: str, timeframe: str, start: datetime, end: datetime
+) -> tuple[datetime, datetime]:
+    """[start, end) narrowed to the stored candles: from the first bar to one bar past the
+    last. The run then stores and shows the range its result is about, and a request wider
+    than the data shares the cache with the exact one. No candle inside is a 400 on `end`
+    naming the request and the span the data has."""
+    span = candle_span(instrument_id=instrument_id, timeframe=timeframe)
+    requested = f"start {_when(start)} to end {_when(end)}"
+    if span is None:
+        raise BacktestInputError(
+            {"end": [f"No {timeframe} candles of {symbol} are stored (requested {requested})."]}
+        )
+    first = span[0].to_pydatetime()
+    after_last = (span[1] + timedelta(seconds=TIMEFRAME_SECONDS[timeframe])).to_pydatetime()
+    if start >= after_last or end <= first:
+        raise BacktestInputError(
+            {
+                "end": [
+                    f"No {timeframe} candles of {symbol} from {requested}: the stored data "
+                    f"spans {_when(first)} to {_when(after_last)}."
+                ]
+            }
+        )
+    return max(start, first), min(end, after_last)
+
+
 def run_settings_resolve(
     *,
     strategy: Strategy,
@@ -151,7 +182,8 @@ def run_settings_resolve(
     """The strategy's settings with `overrides` applied, validated field by field.
 
     Parameter overrides are merged over the strategy's parameters; then the kind's spec
-    cleans them, so every rule of the spec applies and defaults are filled in.
+    cleans them, so every rule of the spec applies and defaults are filled in. The range is
+    narrowed to the stored candles (`_range_clip`): start and end are the effective ones.
     """
     overrides = dict(overrides or {})
     errors: dict[str, Any] = {}
@@ -203,6 +235,13 @@ def run_settings_resolve(
     if errors:
         raise BacktestInputError(errors)
     assert capital is not None and fee is not None and slippage is not None and size is not None
+    start, end = _range_clip(
+        instrument_id=strategy.instrument_id,
+        symbol=strategy.instrument.symbol,
+        timeframe=timeframe,
+        start=start,
+        end=end,
+    )
     return RunSettings(
         kind=kind.name,
         parameters=parameters,

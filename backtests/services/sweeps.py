@@ -95,11 +95,19 @@ def _sweep_combinations(
 
 def _sweep_request_check(grid: Any, rank_metric: str, samples: int | None) -> None:
     errors: dict[str, Any] = {}
-    if not isinstance(grid, Mapping) or not grid:
+    if not isinstance(grid, Mapping):
         raise BacktestInputError({"grid": ["Must map parameter names to lists of values."]})
+    if not grid:
+        raise BacktestInputError(
+            {"grid": ["The grid is empty: give at least one parameter a list of values to try."]}
+        )
     for name, values in grid.items():
-        if not isinstance(values, list) or not values:
-            errors.setdefault("grid", {})[name] = ["Must be a non-empty list of values."]
+        if not isinstance(values, list):
+            errors.setdefault("grid", {})[name] = ["Must be a list of values."]
+        elif not values:
+            errors.setdefault("grid", {})[name] = [
+                f"The grid is empty: {name} has no value to try; give it at least one."
+            ]
     if rank_metric not in RANKABLE_METRICS:
         errors["rank_metric"] = [f"Unknown metric. Choose one of: {', '.join(RANKABLE_METRICS)}."]
     if samples is not None and samples < 1:
@@ -131,7 +139,14 @@ def _sweep_grid_expand(
             }
         )
     if size > limit and samples is not None and samples > limit:
-        raise BacktestInputError({"samples": [f"At most {limit} run in one sweep."]})
+        raise BacktestInputError(
+            {
+                "samples": [
+                    f"samples is {samples}, above the cap: at most {limit} combinations run "
+                    f"in one sweep, and this grid has {size}. Set samples to {limit} or fewer."
+                ]
+            }
+        )
     try:
         combos = _sweep_combinations(resolved.kind, full_grid, samples, canonical_json(full_grid))
     except ParamValidationError as exc:

@@ -324,11 +324,16 @@ CANDLE_DOWNLOAD_MAX_BARS = env_int("CANDLE_DOWNLOAD_MAX_BARS", 2_000_000)
 
 AUDITLOG_INCLUDE_ALL_MODELS = False
 
+# WARNING by default: `make run`'s banner and real problems, not a line per request or task.
+LOG_LEVEL = (env_str("LOG_LEVEL") or "WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Celery logs each task's full return value (a sweep chunk's every row) at INFO when it
+    # succeeds; failures, at ERROR, still show.
+    "loggers": {"celery.app.trace": {"level": "WARNING"}},
 }
 
 # --- Backtests as a service (owned by backtests/; see backtests/services/) -----------

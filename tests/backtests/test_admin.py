@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.contrib.staticfiles import finders
 
 from accounts.models import User
 from backtests import services
 from backtests.models import BacktestRun, BacktestTrade
+from marketdata.models import Candle
+from strategies.models import Strategy
 from tests.backtests.conftest import END, T0
 from tests.factories import UserFactory
 
@@ -101,6 +105,60 @@ def test_a_runs_admin_page_cannot_change_what_it_computed(staff, user, strategy)
     staff.post(url, {"kind": "buy_and_hold", "initial_capital": "1"})
     run.refresh_from_db()
     assert run.kind == "sma_cross" and run.initial_capital != 1
+
+
+def test_the_start_form_names_the_problem_in_words_not_a_python_list(staff, strategy) -> None:
+    # Not a form field: the service's "timeframe" problem lands above the form, named.
+    Strategy.objects.filter(pk=strategy.pk).update(timeframe="7m")
+    page = staff.post(
+        f"{CHANGELIST}start/",
+        {"strategy": strategy.pk, "start": "2024-01-01 00:00", "end": "2024-01-26 00:00"},
+    ).content.decode()
+    assert "Timeframe: Unknown timeframe" in page
+    assert "[&#x27;" not in page and "timeframe: [" not in page
+    assert not BacktestRun.objects.exists()
+
+
+def test_a_failed_rerun_reports_the_field_and_its_message_as_plain_text(
+    staff, user, strategy
+) -> None:
+    run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    Candle.objects.all().delete()  # the range can no longer be run
+
+    response = staff.post(
+        CHANGELIST, {"action": "rerun_runs", "_selected_action": [run.pk]}, follow=True
+    )
+
+    errors = [str(m) for m in get_messages(response.wsgi_request) if m.level_tag == "error"]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"#{run.pk}: End: No 1h candles of BTCUSDT")
+    assert "[" not in errors[0] and "{" not in errors[0]
+    assert BacktestRun.objects.count() == 1
+
+
+def test_the_run_list_keeps_few_columns_so_status_return_and_sharpe_fit(
+    staff, user, strategy
+) -> None:
+    run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
+
+    page = staff.get(CHANGELIST).content.decode()
+
+    columns = re.findall(r'<th scope="col" class="[^"]*\bcolumn-(\w+)', page)
+    assert columns == [
+        "id",
+        "strategy",
+        "instrument",
+        "timeframe",
+        "status",
+        "return_pct",
+        "sharpe",
+        "created_at",
+        "auditlog_link",
+    ]
+    # Two decimals, not a float's seventeen digits.
+    assert re.search(r'<td class="field-sharpe">-?[\d,]+\.\d\d</td>', page)
+    assert re.search(r'<td class="field-return_pct">-?[\d,]+\.\d\d</td>', page)
 
 
 # --- Permissions: a custom view or action asks for the permission it needs ---------------

@@ -153,6 +153,42 @@ def test_a_range_without_enough_candles_is_refused(user, strategy) -> None:
     assert "needs at least" in caught.value.errors["end"][0]
 
 
+def test_a_range_wider_than_the_data_runs_over_the_datas_span_and_stores_it(user, strategy) -> None:
+    from datetime import UTC, datetime
+
+    exact = submit(user, strategy)
+    wide = services.backtest_submit(
+        user=user,
+        strategy=strategy,
+        start=datetime(1900, 1, 1, tzinfo=UTC),
+        end=datetime(2199, 1, 1, tzinfo=UTC),
+    )
+    # The candles open hourly from T0 to END - 1h: the range ends one bar past the last.
+    assert (wide.start, wide.end) == (T0, END)
+    wide.refresh_from_db()
+    assert (wide.start, wide.end) == (T0, END)
+    assert wide.params_hash == exact.params_hash
+
+
+def test_a_range_with_no_candles_is_refused_naming_it_and_the_datas_span(user, strategy) -> None:
+    from datetime import UTC, datetime
+
+    with pytest.raises(services.BacktestInputError) as caught:
+        services.backtest_submit(
+            user=user,
+            strategy=strategy,
+            start=datetime(2030, 1, 1, tzinfo=UTC),
+            end=datetime(2031, 1, 1, tzinfo=UTC),
+        )
+    assert caught.value.errors == {
+        "end": [
+            "No 1h candles of BTCUSDT from start 2030-01-01 00:00 UTC to end 2031-01-01 00:00 "
+            "UTC: the stored data spans 2024-01-01 00:00 UTC to 2024-01-26 00:00 UTC."
+        ]
+    }
+    assert not BacktestRun.objects.exists()
+
+
 def test_another_users_strategy_is_refused(user, other_user, market) -> None:
     theirs = StrategyFactory(owner=other_user, instrument=market)
     with pytest.raises(services.BacktestInputError):

@@ -180,8 +180,49 @@ def test_more_samples_than_the_cap_from_a_grid_over_it_is_a_400_naming_samples(
     settings.SWEEP_MAX_COMBINATIONS = 50
     response = post(api_client, strategy, grid=WIDE_GRID, samples=51)
     assert response.status_code == 400
-    assert response.json() == {"samples": ["At most 50 run in one sweep."]}
+    assert response.json() == {
+        "samples": [
+            "samples is 51, above the cap: at most 50 combinations run in one sweep, and this "
+            "grid has 10000. Set samples to 50 or fewer."
+        ]
+    }
     assert validations == [strategy.parameters]
+
+
+def test_a_million_samples_are_told_the_cap_and_the_grid_size_not_to_set_samples(
+    api_client, strategy
+) -> None:
+    response = post(api_client, strategy, grid=WIDE_GRID, samples=1_000_000)
+    assert response.status_code == 400
+    assert response.json() == {
+        "samples": [
+            "samples is 1000000, above the cap: at most 5000 combinations run in one sweep, "
+            "and this grid has 10000. Set samples to 5000 or fewer."
+        ]
+    }
+
+
+def test_an_empty_grid_is_called_empty_by_the_api(api_client, strategy) -> None:
+    response = post(api_client, strategy, grid={})
+    assert response.status_code == 400
+    assert response.json() == {
+        "grid": ["The grid is empty: give at least one parameter a list of values to try."]
+    }
+    response = post(api_client, strategy, grid={"fast": []})
+    assert response.status_code == 400
+    assert response.json() == {
+        "grid": {"fast": ["The grid is empty: give this parameter at least one value."]}
+    }
+
+
+def test_a_parameter_without_values_is_called_an_empty_grid_by_the_service(user, strategy) -> None:
+    with pytest.raises(services.BacktestInputError) as caught:
+        services.sweep_submit(
+            user=user, strategy=strategy, start=T0, end=END, grid={"fast": [], "slow": [30]}
+        )
+    assert caught.value.errors == {
+        "grid": {"fast": ["The grid is empty: fast has no value to try; give it at least one."]}
+    }
 
 
 def test_samples_of_a_grid_within_the_cap_are_drawn_as_they_always_were(user, strategy) -> None:

@@ -30,12 +30,12 @@ def _migrate(targets):  # type: ignore[no-untyped-def]
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(targets)
-    # The historical models as of `targets`, with every other app at its newest migration.
-    named = {app for app, _ in targets}
-    others = [node for node in executor.loader.graph.leaf_nodes() if node[0] not in named]
-    return executor.loader.project_state(
-        [*others, *((app, name) for app, name in targets if name is not None)]
-    ).apps
+    # The historical models of exactly what is applied now: each app's newest applied node.
+    applied = MigrationExecutor(connection).loader.applied_migrations
+    newest: dict[str, str] = {}
+    for app, name in applied:
+        newest[app] = max(newest.get(app, name), name)
+    return executor.loader.project_state(list(newest.items())).apps
 
 
 def _latest() -> None:

@@ -92,3 +92,20 @@ def test_admin_adds_a_strategy_with_generated_parameter_fields(client, staff_use
     response = client.post(reverse("admin:strategies_strategy_add"), data)
     assert response.status_code == 302, response.content[:2000]
     assert Strategy.objects.get(name="added").parameters == {"fast": 7, "slow": 21}
+
+
+def test_admin_says_in_words_why_a_zero_capital_is_refused(client, staff_user):
+    strategy = StrategyFactory()
+    client.force_login(staff_user)
+
+    response = client.post(
+        reverse("admin:strategies_strategy_change", args=[strategy.pk]),
+        _strategy_form(strategy, initial_capital="0"),
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Initial capital must be greater than zero." in page
+    assert "strategy_capital_positive" not in page
+    strategy.refresh_from_db()
+    assert strategy.initial_capital > 0

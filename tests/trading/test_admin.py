@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ from django.test import Client
 from accounts.models import User
 from persistence.models import Event
 from tests.factories import UserFactory
-from tests.trading.conftest import submit, trade
+from tests.trading.conftest import fill, submit, trade
 from trading.models import Order, Position
 
 pytestmark = pytest.mark.django_db
@@ -84,3 +85,78 @@ def test_rebuild_from_ledger_needs_the_permission_to_change_positions(user, inst
     assert "rebuild_from_ledger" in offered_actions(repairer, POSITIONS)
     repairer.post(POSITIONS, post)
     assert Position.objects.get().quantity == Decimal("2")
+
+
+# --- List pages: amounts people can read, and columns that fit --------------------------
+
+FILLS = "/admin/trading/fill/"
+TRADES = "/admin/trading/trade/"
+
+
+def column_names(client: Client, url: str) -> list[str]:
+    page = client.get(url)
+    assert page.status_code == 200
+    return re.findall(r'<th scope="col" class="[^"]*\bcolumn-(\w+)', page.content.decode())
+
+
+def test_order_and_fill_lists_show_amounts_without_padding_and_with_thousands(
+    client, staff_user, user, instrument
+) -> None:  # type: ignore[no-untyped-def]
+    order = submit(user, instrument, "buy", "1234.5")
+    fill(order, "1234.5", "20000.25", fee="1.5")
+    client.force_login(staff_user)
+
+    orders = client.get(ORDERS).content.decode()
+    fills = client.get(FILLS).content.decode()
+
+    assert '<td class="field-quantity">1,234.5</td>' in orders
+    assert '<td class="field-filled_quantity">1,234.5</td>' in orders
+    assert '<td class="field-avg_fill_price">20,000.25</td>' in orders
+    assert '<td class="field-quantity">1,234.5</td>' in fills
+    assert '<td class="field-price">20,000.25</td>' in fills
+    assert '<td class="field-fee">1.5</td>' in fills
+    for page in (orders, fills):
+        cells = re.findall(r'<td class="field-[^"]*">([^<]*)</td>', page)
+        assert cells and not [cell for cell in cells if cell.endswith("000")]
+
+
+def test_ledger_lists_keep_few_columns_so_status_and_pnl_fit(
+    client, staff_user, user, instrument
+) -> None:  # type: ignore[no-untyped-def]
+    trade(user, instrument, "buy", "1", "100")
+    client.force_login(staff_user)
+    assert column_names(client, ORDERS) == [
+        "client_order_id",
+        "owner",
+        "instrument",
+        "side",
+        "quantity",
+        "filled_quantity",
+        "avg_fill_price",
+        "status",
+        "created_at",
+        "auditlog_link",
+    ]
+    assert column_names(client, FILLS) == [
+        "venue_trade_id",
+        "order_id_text",
+        "owner",
+        "quantity",
+        "price",
+        "fee",
+        "ts",
+        "auditlog_link",
+    ]
+    assert column_names(client, TRADES) == [
+        "instrument",
+        "owner",
+        "direction",
+        "quantity",
+        "entry_price",
+        "exit_price",
+        "net_pnl_text",
+        "pnl_pct",
+        "status",
+        "exit_time",
+        "auditlog_link",
+    ]
