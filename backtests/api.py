@@ -20,7 +20,7 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +31,13 @@ from backtests.engine import HEADLINE_METRICS
 from backtests.filters import BacktestRunFilter, BacktestRunOrdering, BacktestTradeFilter
 from backtests.models import BacktestRun, BacktestTrade, RunStatus, Sweep
 from marketdata.timeframes import TIMEFRAME_SECONDS
+from persistence.downloads import (
+    PARQUET_MIME,
+    XLSX_MIME,
+    CsvRenderer,
+    ParquetRenderer,
+    XlsxRenderer,
+)
 from persistence.selectors import cache_stats
 from strategies.api import VisibleStrategyField
 
@@ -43,37 +50,6 @@ def _user(request: Request) -> User:
 # Ids in URLs: digits only, and short enough for a BIGINT, so the router answers 404 for
 # anything else before int() or the database can fail on it.
 ID_PATTERN = r"[0-9]{1,18}"
-
-
-class _DownloadRenderer(BaseRenderer):
-    """Lets `?format=csv|parquet|xlsx` pass DRF's content negotiation.
-
-    A download bypasses rendering (the view returns the file's bytes), so only an error's
-    body (a 404, a 409) comes here: it is sent as JSON, like every error of the API.
-    """
-
-    charset = None
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):  # type: ignore[no-untyped-def]
-        response = (renderer_context or {}).get("response")
-        if response is not None:
-            response["Content-Type"] = JSONRenderer.media_type
-        return JSONRenderer().render(data, renderer_context=renderer_context)
-
-
-class CsvRenderer(_DownloadRenderer):
-    media_type = "text/csv"
-    format = "csv"
-
-
-class ParquetRenderer(_DownloadRenderer):
-    media_type = services.PARQUET_MIME
-    format = "parquet"
-
-
-class XlsxRenderer(_DownloadRenderer):
-    media_type = services.XLSX_MIME
-    format = "xlsx"
 
 
 def _download(content: bytes, *, filename: str, mime: str) -> HttpResponse:
@@ -338,7 +314,7 @@ class BacktestRunViewSet(
         responses={
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "text/csv"): OpenApiTypes.BINARY,
-            (200, services.PARQUET_MIME): OpenApiTypes.BINARY,
+            (200, PARQUET_MIME): OpenApiTypes.BINARY,
         },
     )
     @action(
@@ -355,7 +331,7 @@ class BacktestRunViewSet(
             return _download(
                 selectors.equity_parquet_file(run),
                 filename=f"run-{run.pk}-equity.parquet",
-                mime=services.PARQUET_MIME,
+                mime=PARQUET_MIME,
             )
         frame = selectors.equity_frame(run)
         if wanted == "csv":
@@ -376,7 +352,7 @@ class BacktestRunViewSet(
         "kept as an artifact). csv: the trades.",
         parameters=[OpenApiParameter("format", str, enum=["xlsx", "csv"], default="xlsx")],
         responses={
-            (200, services.XLSX_MIME): OpenApiTypes.BINARY,
+            (200, XLSX_MIME): OpenApiTypes.BINARY,
             (200, "text/csv"): OpenApiTypes.BINARY,
             409: _conflict,
         },
@@ -397,7 +373,7 @@ class BacktestRunViewSet(
             text = selectors.trade_frame(run).to_csv(index=False)
             return _download(text.encode(), filename=f"run-{run.pk}-trades.csv", mime="text/csv")
         content = services.backtest_export_xlsx(run=run)
-        return _download(content, filename=f"run-{run.pk}.xlsx", mime=services.XLSX_MIME)
+        return _download(content, filename=f"run-{run.pk}.xlsx", mime=XLSX_MIME)
 
 
 @extend_schema_view(

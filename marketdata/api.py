@@ -29,7 +29,7 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAdminUser, IsAuthenticated
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,8 +39,8 @@ from marketdata import selectors, services
 from marketdata.filters import InstrumentFilter
 from marketdata.models import Candle, CandleUpload, Instrument
 from marketdata.timeframes import TIMEFRAME_SECONDS
+from persistence.downloads import PARQUET_MIME, CsvRenderer, ParquetRenderer
 
-PARQUET_MIME = "application/vnd.apache.parquet"
 ID_PATTERN = r"[0-9]{1,18}"
 # Multipart framing and the form fields around the file; a body larger than the file limit
 # plus this is refused from its Content-Length, before any of it is read.
@@ -58,29 +58,6 @@ def _too_large(size: int | None = None) -> UploadTooLarge:
     limit = settings.CANDLE_UPLOAD_MAX_BYTES
     told = f"The upload is {size:,} bytes; " if size is not None else "The upload is too large; "
     return UploadTooLarge(f"{told}candle files are limited to {limit:,} bytes.")
-
-
-class _DownloadRenderer(BaseRenderer):
-    """Lets `?format=csv|parquet` pass DRF's content negotiation; only an error's body comes
-    here (the view returns the file itself), and it is sent as JSON like every error."""
-
-    charset = None
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):  # type: ignore[no-untyped-def]
-        response = (renderer_context or {}).get("response")
-        if response is not None:
-            response["Content-Type"] = JSONRenderer.media_type
-        return JSONRenderer().render(data, renderer_context=renderer_context)
-
-
-class CsvRenderer(_DownloadRenderer):
-    media_type = "text/csv"
-    format = "csv"
-
-
-class ParquetRenderer(_DownloadRenderer):
-    media_type = PARQUET_MIME
-    format = "parquet"
 
 
 # --- Serializers ----------------------------------------------------------------------

@@ -9,7 +9,8 @@
 - `execution`: backtest_execute (the task's body), RunProgress, the progress and final
   messages, storing results or a failure.
 - `trade_rows`: trades_insert, the bulk insert of a run's trades (the speed trick).
-- `exports`: equity_parquet, backtest_export_xlsx, workbook_bytes, the MIME types.
+- `exports`: equity_parquet, backtest_export_xlsx, workbook_bytes (the media types and
+  download renderers are in persistence.downloads).
 - `sweeps`: sweep_submit, sweep_launch, sweep_run_chunk, sweep_finish, sweep_cancel,
   sweep_rank, sweep_message.
 - `recovery`: backtest_reap_stale, sweep_reap_stale, backtest_requeue_orphans.
@@ -35,8 +36,6 @@ from backtests.services.execution import (
     progress_message,
 )
 from backtests.services.exports import (
-    PARQUET_MIME,
-    XLSX_MIME,
     backtest_export_xlsx,
     equity_parquet,
     workbook_bytes,
@@ -69,10 +68,8 @@ from backtests.services.trade_rows import trades_insert
 
 __all__ = [
     "OVERRIDABLE",
-    "PARQUET_MIME",
     "RANKABLE_METRICS",
     "SWEEP_ROW_KIND",
-    "XLSX_MIME",
     "BacktestCancelled",
     "BacktestConflict",
     "BacktestInputError",

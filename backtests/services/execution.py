@@ -34,10 +34,11 @@ from backtests.models import FINISHED_STATUSES, BacktestRun, RunStatus
 from backtests.progress import ProgressThrottle, group_send, run_group
 from backtests.selectors import EQUITY_ARTIFACT
 from backtests.services.errors import BacktestCancelled, readable_error
-from backtests.services.exports import PARQUET_MIME, equity_parquet
+from backtests.services.exports import equity_parquet
 from backtests.services.run_settings import BACKTEST_CACHE_KIND, run_engine_config
 from backtests.services.trade_rows import trades_insert
 from marketdata.selectors import candles_load
+from persistence.downloads import PARQUET_MIME
 from persistence.models import StorageFormat
 from persistence.services import artifact_save, cache_store
 from strategies.library.base import StrategyRef

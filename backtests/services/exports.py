@@ -15,12 +15,11 @@ from backtests.engine import BacktestResult
 from backtests.models import BacktestRun, RunStatus
 from backtests.selectors import curve_thin, equity_frame, trade_frame
 from backtests.services.errors import BacktestConflict
+from persistence.downloads import XLSX_MIME
 from persistence.selectors import artifact_for_hash
 from persistence.services import artifact_load, artifact_save
 
 EXPORT_ARTIFACT = "export.xlsx"
-PARQUET_MIME = "application/vnd.apache.parquet"
-XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def equity_parquet(result: BacktestResult) -> bytes:
