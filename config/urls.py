@@ -32,6 +32,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/lab/", permanent=False)),
     path("favicon.ico", favicon, name="favicon"),
     path("lab/", include("backtests.lab")),
+    path("lab/", include("backtests.lab_research")),  # comparisons and analyses
     path("accounts/", include("accounts.web_urls")),  # Django's auth views, sign-up
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
