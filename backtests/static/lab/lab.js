@@ -174,57 +174,11 @@
     });
   }
 
-  function run(pk) {
-    liveSection(m => `${m.progress.toFixed(1)}% · ${m.bars_done.toLocaleString()} / ${m.bars_total.toLocaleString()} bars${eta(m.eta_seconds)}`);
-    const cancel = document.getElementById("cancel");
-    if (cancel) cancel.addEventListener("click", async () => {
-      const result = await api("POST", `/api/v1/backtests/${pk}/cancel/`);
-      if (result.ok || result.status === 409) location.reload();
-    });
-    const node = document.getElementById("chart-data");
-    if (!node) return;
-    const data = JSON.parse(node.textContent);
-    const xs = data.equity.ts.map(t => Date.parse(t));
-    Charts.candles(document.getElementById("chart-price"), data.candles, data.trades);
-    Charts.line(document.getElementById("chart-equity"), xs, [{ values: data.equity.equity, color: "#2f6fd0", fill: "rgba(47,111,208,.08)" }]);
-    const drawdownPct = data.equity.drawdown.map(v => Math.abs(v) <= 1 ? v * 100 : v);
-    Charts.line(document.getElementById("chart-drawdown"), xs, [{ values: drawdownPct.map(v => -Math.abs(v)), color: "#d2413a", fill: "rgba(210,65,58,.15)" }],
-      { zeroTop: true, yFormat: v => v.toFixed(1) + "%" });
-    const body = document.querySelector("#trades tbody");
-    const fmtTime = t => t ? t.replace("T", " ").slice(0, 16) : "open";
-    for (const t of data.trades) {
-      const row = document.createElement("tr");
-      const cls = t.pnl >= 0 ? "pos" : "neg";
-      row.innerHTML = `<td>${t.direction}</td><td>${fmtTime(t.entry_time)}</td><td class="num">${t.entry_price.toFixed(2)}</td>` +
-        `<td>${fmtTime(t.exit_time)}</td><td class="num">${t.exit_price === null ? "" : t.exit_price.toFixed(2)}</td>` +
-        `<td class="num ${cls}">${t.pnl.toFixed(2)}</td><td class="num ${cls}">${t.pnl_pct.toFixed(2)}</td><td>${t.exit_reason}${t.is_open ? " (open)" : ""}</td>`;
-      body.appendChild(row);
-    }
-  }
-
-  function sweep() {
-    liveSection(m => `${m.combinations_done} / ${m.combinations_total} combinations (${m.combinations_cached} from cache)${eta(m.eta_seconds)}`);
-    const node = document.getElementById("sweep-data");
-    const data = JSON.parse(node.textContent);
-    const chart = document.getElementById("chart-heatmap");
-    if (chart) Charts.heatmap(chart, data.rows, data.axes, data.metric, data.best);
-    const rows = document.querySelectorAll("table.data tbody tr");
-    rows.forEach((row, i) => {
-      const source = data.rows[i];
-      if (!source) return;
-      row.querySelectorAll("td[data-metric]").forEach(cell => {
-        const v = source.metrics[cell.dataset.metric];
-        cell.textContent = v === null || v === undefined ? "—" : (Number.isInteger(v) ? v : Number(v).toFixed(3));
-      });
-    });
-  }
-
-  window.Lab = { home, run, sweep, errorLines };
+  window.Lab = { api, errorLines, follow, eta, liveSection, home };
 
   // Start the page's behaviour from <body data-page>: the Content-Security-Policy allows no
   // inline script, so the templates say which page they are instead of calling Lab.*().
+  // Pages with their own script (lab/run_page.js, lab/sweep_page.js) start themselves.
   const page = document.body.dataset.page;
   if (page === "home") home(JSON.parse(document.getElementById("lab-data").textContent));
-  else if (page === "run") run(Number(document.body.dataset.run));
-  else if (page === "sweep") sweep();
 })();
