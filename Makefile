@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres lint format install install-dev lock bench clean
+.PHONY: run test test-sqlite test-postgres lint format install install-dev lock bench clean screenshots
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,8 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py seed_research --if-empty
+	$(PY) manage.py seed_study --if-empty
 	$(PY) manage.py collectstatic --no-input -v0
 	$(PY) -m config.serve
 
@@ -56,6 +58,11 @@ lint: install-dev
 format: install-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+## screenshots: the README's screenshots (docs/screenshots/), taken in chromium from a freshly
+## seeded throwaway demo served as `make run` serves it
+screenshots: install-dev
+	$(PY) docs/screenshots.py
 
 bench: install-dev
 	$(PY) bench/ledger.py

@@ -26,10 +26,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from backtests import selectors, services
-from backtests.engine import HEADLINE_METRICS
+from backtests import chart_window, selectors, services
+from backtests.engine import EXIT_REASONS, HEADLINE_METRICS
 from backtests.filters import BacktestRunFilter, BacktestRunOrdering, BacktestTradeFilter
-from backtests.models import BacktestRun, BacktestTrade, RunStatus, Sweep
+from backtests.ml import ml_diagnostics
+from backtests.models import BacktestRun, BacktestTrade, RunStatus, Sizing, Sweep
 from marketdata.timeframes import TIMEFRAME_SECONDS
 from persistence.downloads import (
     PARQUET_MIME,
@@ -72,6 +73,28 @@ class RunOverridesMixin(serializers.Serializer):  # type: ignore[type-arg]
     fee_rate = serializers.DecimalField(max_digits=8, decimal_places=6, required=False)
     slippage_bps = serializers.DecimalField(max_digits=8, decimal_places=2, required=False)
     size_fraction = serializers.DecimalField(max_digits=6, decimal_places=4, required=False)
+    sizing = serializers.ChoiceField(
+        choices=Sizing.choices,
+        required=False,
+        help_text="What a full position is: a fraction of equity (size_fraction, the default), "
+        "fixed_quantity units, fixed_notional of quote currency, or risk_pct % of equity "
+        "lost at the stop (needs stop_loss_pct).",
+    )
+    fixed_quantity = serializers.DecimalField(
+        max_digits=38, decimal_places=18, required=False, allow_null=True
+    )
+    fixed_notional = serializers.DecimalField(
+        max_digits=20, decimal_places=2, required=False, allow_null=True
+    )
+    risk_pct = serializers.DecimalField(
+        max_digits=8, decimal_places=4, required=False, allow_null=True
+    )
+    fixed_fee = serializers.DecimalField(
+        max_digits=20, decimal_places=8, required=False, help_text="Quote currency per fill."
+    )
+    min_fee = serializers.DecimalField(
+        max_digits=20, decimal_places=8, required=False, help_text="Least fee of any fill."
+    )
     allow_short = serializers.BooleanField(required=False)
     stop_loss_pct = serializers.DecimalField(
         max_digits=8, decimal_places=4, required=False, allow_null=True
@@ -220,6 +243,99 @@ class SweepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 _conflict = OpenApiResponse(description="The run has already finished.")
 
 
+# --- The chart window -----------------------------------------------------------------
+
+
+class ChartWindowQuerySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    start = serializers.DateTimeField(
+        required=False, help_text="Window start (inclusive), UTC; the run's start if left out."
+    )
+    end = serializers.DateTimeField(
+        required=False, help_text="Window end (inclusive), UTC; the run's end if left out."
+    )
+    max_bars = serializers.IntegerField(
+        required=False,
+        default=chart_window.DEFAULT_MAX_BARS,
+        min_value=1,
+        help_text=f"Most candles to draw; bars are merged into buckets to fit. More than "
+        f"{chart_window.MAX_BARS_CAP} is cut to {chart_window.MAX_BARS_CAP}.",
+    )
+
+    def validate_max_bars(self, value: int) -> int:
+        return min(value, chart_window.MAX_BARS_CAP)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        start, end = attrs.get("start"), attrs.get("end")
+        if start is not None and end is not None and start >= end:
+            raise ValidationError({"end": ["Must be after start."]})
+        return attrs
+
+
+def _numbers(help_text: str = "") -> serializers.ListField:
+    return serializers.ListField(child=serializers.FloatField(allow_null=True), help_text=help_text)
+
+
+class ChartCandlesSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    ts = serializers.ListField(
+        child=serializers.DateTimeField(), help_text="Each drawn candle's first bar's time."
+    )
+    open = _numbers("The first bar's open.")
+    high = _numbers("The highest high of the bucket.")
+    low = _numbers("The lowest low of the bucket.")
+    close = _numbers("The last bar's close.")
+    volume = _numbers("The bucket's volume.")
+
+
+class ChartOverlaySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(help_text='The line\'s name, e.g. "SMA 10".')
+    axis = serializers.ChoiceField(
+        choices=["price", "oscillator"],
+        help_text="price: drawn over the candles; oscillator: on a scale of its own (RSI).",
+    )
+    values = _numbers("The bucket's last value, one per drawn candle; null while warming up.")
+
+
+class ChartTradeSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    direction = serializers.ChoiceField(choices=["long", "short"])
+    entry_time = serializers.DateTimeField()
+    entry_price = serializers.FloatField(allow_null=True)
+    exit_time = serializers.DateTimeField(allow_null=True)
+    exit_price = serializers.FloatField(allow_null=True)
+    pnl = serializers.FloatField(allow_null=True)
+    pnl_pct = serializers.FloatField(allow_null=True)
+    exit_reason = serializers.CharField()
+    is_open = serializers.BooleanField()
+
+
+class ChartCurvesSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    ts = serializers.ListField(child=serializers.DateTimeField())
+    equity = _numbers()
+    drawdown_pct = _numbers("Below the running peak, in percent (0 or negative).")
+    buy_hold = _numbers("Initial capital times the close over the run's first close.")
+
+
+class ChartWindowSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    run = serializers.IntegerField()
+    timeframe = serializers.CharField(help_text="One bar's timeframe, e.g. 1m.")
+    start = serializers.DateTimeField(help_text="The window's start, clipped to the run's.")
+    end = serializers.DateTimeField(help_text="The window's end (exclusive), clipped.")
+    run_start = serializers.DateTimeField()
+    run_end = serializers.DateTimeField()
+    bars = serializers.IntegerField(help_text="Bars in the window.")
+    bucket_bars = serializers.IntegerField(
+        help_text="Bars merged into each drawn candle; 1 means single bars."
+    )
+    candles = ChartCandlesSerializer()
+    overlays = ChartOverlaySerializer(many=True)
+    trades = ChartTradeSerializer(many=True)
+    trades_truncated = serializers.BooleanField(
+        help_text=f"True when the window holds more than {chart_window.MAX_TRADES} trades "
+        "and only the first ones are listed: zoom in to see the rest."
+    )
+    curves = ChartCurvesSerializer()
+
+
 # --- Views ----------------------------------------------------------------------------
 
 
@@ -293,7 +409,7 @@ class BacktestRunViewSet(
         parameters=[
             OpenApiParameter("is_open", bool),
             OpenApiParameter("direction", str, enum=["long", "short"]),
-            OpenApiParameter("exit_reason", str, enum=["signal", "stop", "target", "end"]),
+            OpenApiParameter("exit_reason", str, enum=list(EXIT_REASONS)),
             OpenApiParameter("pnl_sign", str, enum=["positive", "negative", "zero"]),
         ],
     )
@@ -305,6 +421,35 @@ class BacktestRunViewSet(
             raise ValidationError(trades.errors)
         page = self.paginate_queryset(trades.qs)
         return self.get_paginated_response(BacktestTradeSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="A window of the run's chart",
+        description="Candles over [start, end] merged into at most max_bars drawn candles "
+        "(bucket_bars bars each), the strategy's indicator lines on the same buckets, every "
+        "trade with an entry or exit in the window, and the equity, drawdown and "
+        "buy-and-hold curves thinned to about max_bars points.",
+        parameters=[ChartWindowQuerySerializer],
+        responses={
+            200: ChartWindowSerializer,
+            409: OpenApiResponse(description="The run has not succeeded: nothing to chart."),
+        },
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def chart(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        query = ChartWindowQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        if run.status != RunStatus.SUCCEEDED:
+            raise services.BacktestConflict(f"Run {run.pk} has no chart ({run.status}).")
+        window = chart_window.chart_window(
+            run=run,
+            start=query.validated_data.get("start"),
+            end=query.validated_data.get("end"),
+            max_bars=query.validated_data["max_bars"],
+        )
+        # Already JSON-shaped (the serializer documents it): a window may hold 20,000 trades,
+        # which a serializer would spend a second on field by field.
+        return Response(window)
 
     @extend_schema(
         summary="The equity and drawdown curves",
@@ -374,6 +519,22 @@ class BacktestRunViewSet(
             return _download(text.encode(), filename=f"run-{run.pk}-trades.csv", mime="text/csv")
         content = services.backtest_export_xlsx(run=run)
         return _download(content, filename=f"run-{run.pk}.xlsx", mime=XLSX_MIME)
+
+    @extend_schema(
+        summary="The ML predictor's walk-forward diagnostics",
+        description="Per fold: the training and prediction windows, out-of-sample accuracy, "
+        "precision, recall and ROC AUC, the confusion matrix (rows true down/up, columns "
+        "predicted), the model's feature importances and permutation importances; their "
+        "means over folds; and P(up) over the close, thinned to at most 5,000 points. "
+        "409 for a run of another kind or one without results.",
+        responses={
+            200: OpenApiTypes.OBJECT,
+            409: OpenApiResponse(description="Not an ML predictor run, or it has no results."),
+        },
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def ml(self, request: Request, pk: str) -> Response:
+        return Response(ml_diagnostics(run=self.get_object()))
 
 
 @extend_schema_view(

@@ -16,7 +16,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 
-from backtests.engine import HEADLINE_METRICS
+from backtests.engine import EXIT_REASONS, HEADLINE_METRICS
 from backtests.models import BacktestRun, BacktestTrade, RunStatus
 from strategies.library.registry import kind_choices
 
@@ -143,7 +143,7 @@ class PnlSign(django_filters.ChoiceFilter):
 class BacktestTradeFilter(django_filters.FilterSet):
     direction = django_filters.ChoiceFilter(choices=[("long", "long"), ("short", "short")])
     exit_reason = django_filters.MultipleChoiceFilter(
-        choices=[(r, r) for r in ("signal", "stop", "target", "end")]
+        choices=[(reason, reason) for reason in EXIT_REASONS]
     )
     pnl_sign = PnlSign(
         choices=[("positive", "positive"), ("negative", "negative"), ("zero", "zero")]

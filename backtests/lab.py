@@ -21,10 +21,11 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from backtests import selectors, services
+from backtests import lab_research, selectors, services
 from backtests.engine import HEADLINE_METRICS, METRIC_DEFINITIONS
+from backtests.lab_research import metric_text
 from backtests.models import BacktestRun, RunStatus, Sweep
-from marketdata.selectors import candle_span, candles_for_chart, candles_from_db
+from marketdata.selectors import candle_span
 from strategies.forms import (
     PARAM_PREFIX,
     ParamRangesForm,
@@ -43,28 +44,9 @@ from strategies.services import (
     strategy_update,
 )
 
-MAX_CHART_POINTS = 1500
-MAX_CHART_CANDLES = 400
-MAX_CHART_TRADES = 1000
-
 
 def _iso(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
-
-
-def _display(value: Any) -> str:
-    """A metric as people read it: grouped integers, floats to 4 significant decimals."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool | str):
-        return str(value)
-    if isinstance(value, int) or (
-        isinstance(value, float) and value.is_integer() and abs(value) < 1e15
-    ):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
-    return str(value)
 
 
 @login_required
@@ -112,50 +94,6 @@ def lab_home(request: HttpRequest) -> HttpResponse:
     return render(request, "lab/home.html", context)
 
 
-def _run_chart_data(run: BacktestRun) -> dict[str, Any]:
-    source = selectors.result_run(run)
-    curves = selectors.curve_thin(selectors.equity_frame(run), max_points=MAX_CHART_POINTS)
-    candles = candles_for_chart(
-        candles_from_db(
-            instrument_id=run.instrument_id, timeframe=run.timeframe, start=run.start, end=run.end
-        ),
-        max_bars=MAX_CHART_CANDLES,
-    )
-    trades: list[dict[str, Any]] = [
-        dict(row)
-        for row in selectors.backtest_trades(run=source).values(
-            "direction",
-            "entry_time",
-            "entry_price",
-            "exit_time",
-            "exit_price",
-            "quantity",
-            "pnl",
-            "pnl_pct",
-            "exit_reason",
-            "is_open",
-        )[:MAX_CHART_TRADES]
-    ]
-    for trade in trades:
-        trade["entry_time"] = _iso(trade["entry_time"])
-        trade["exit_time"] = _iso(trade["exit_time"])
-    return {
-        "equity": {
-            "ts": [_iso(ts) for ts in curves.index],
-            "equity": curves["equity"].tolist() if "equity" in curves else [],
-            "drawdown": curves["drawdown"].tolist() if "drawdown" in curves else [],
-        },
-        "candles": {
-            "ts": [_iso(ts) for ts in candles.index],
-            "open": candles["open"].tolist(),
-            "high": candles["high"].tolist(),
-            "low": candles["low"].tolist(),
-            "close": candles["close"].tolist(),
-        },
-        "trades": trades,
-    }
-
-
 @login_required
 def lab_run(request: HttpRequest, pk: int) -> HttpResponse:
     run = selectors.backtest_get(user=request.user, run_id=pk)  # type: ignore[arg-type]
@@ -163,17 +101,26 @@ def lab_run(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such backtest run.")
     finished = run.status == RunStatus.SUCCEEDED
     metrics = [
-        {"key": key, "value": _display(run.metrics.get(key)), "definition": definition}
+        {"key": key, "value": metric_text(run.metrics.get(key), key), "definition": definition}
         for key, definition in METRIC_DEFINITIONS.items()
         if key in run.metrics
     ]
+    # The chart and the trades table load themselves from the API (run_page.js): the chart
+    # window by window as the researcher zooms, the trades page by page.
     context = {
         "run": run,
+        "finished": finished,
+        # 0.001 reads "0.1" (percent), not "0.001000".
+        "fee_pct": f"{(run.fee_rate * 100).normalize():f}",
         "metrics": metrics,
         "headline": [
-            (key.replace("_", " "), _display(run.metrics.get(key))) for key in HEADLINE_METRICS
+            {
+                "key": key,
+                "value": metric_text(run.metrics.get(key), key),
+                "definition": METRIC_DEFINITIONS.get(key, ""),
+            }
+            for key in HEADLINE_METRICS
         ],
-        "chart_data": _run_chart_data(run) if finished else None,
         "live": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
         "trade_count": (
             selectors.backtest_trades(run=selectors.result_run(run)).count() if finished else 0
@@ -187,18 +134,9 @@ def lab_sweep(request: HttpRequest, pk: int) -> HttpResponse:
     sweep: Sweep | None = selectors.sweep_get(user=request.user, sweep_id=pk)  # type: ignore[arg-type]
     if sweep is None:
         raise Http404("No such sweep.")
-    varied = [name for name, values in (sweep.grid or {}).items() if len(values) > 1]
     context = {
-        "sweep": sweep,
-        "rows": (sweep.results or [])[:200],
-        "headline_metrics": HEADLINE_METRICS,
+        **lab_research.sweep_page_context(sweep, user=request.user),  # type: ignore[arg-type]
         "live": sweep.status in (RunStatus.QUEUED, RunStatus.RUNNING),
-        "sweep_data": {
-            "rows": sweep.results or [],
-            "axes": varied[:2],
-            "metric": sweep.rank_metric,
-            "best": sweep.best_parameters,
-        },
     }
     return render(request, "lab/sweep.html", context)
 

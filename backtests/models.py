@@ -26,6 +26,15 @@ class RunStatus(models.TextChoices):
 FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+class Sizing(models.TextChoices):
+    """How big a position a target of +1 or -1 is; the engine's BacktestConfig.sizing."""
+
+    FRACTION = "fraction", "Fraction of equity"
+    FIXED_QUANTITY = "fixed_quantity", "Fixed quantity"
+    FIXED_NOTIONAL = "fixed_notional", "Fixed notional"
+    RISK = "risk", "Risk per trade"
+
+
 class BacktestSettings(models.Model):
     """What every backtest-like job shares: the market, the range and the costs."""
 
@@ -44,6 +53,26 @@ class BacktestSettings(models.Model):
     fee_rate = models.DecimalField(max_digits=8, decimal_places=6)
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
     size_fraction = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal("1"))
+    sizing = models.CharField(max_length=16, choices=Sizing.choices, default=Sizing.FRACTION)
+    fixed_quantity = models.DecimalField(
+        max_digits=38, decimal_places=18, null=True, blank=True, help_text="Units per position"
+    )
+    fixed_notional = models.DecimalField(
+        max_digits=20, decimal_places=2, null=True, blank=True, help_text="Quote per position"
+    )
+    risk_pct = models.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Percent of equity lost if the stop is hit",
+    )
+    fixed_fee = models.DecimalField(
+        max_digits=20, decimal_places=8, default=Decimal("0"), help_text="Quote per fill"
+    )
+    min_fee = models.DecimalField(
+        max_digits=20, decimal_places=8, default=Decimal("0"), help_text="Least fee per fill"
+    )
     allow_short = models.BooleanField(default=False)
     stop_loss_pct = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
     take_profit_pct = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
@@ -85,6 +114,48 @@ def _settings_constraints(prefix: str) -> list[models.BaseConstraint]:
             condition=Q(size_fraction__gt=0) & Q(size_fraction__lte=1),
             name=f"{prefix}_size_fraction_range",
             violation_error_message="Size fraction must be greater than 0 and at most 1.",
+        ),
+        models.CheckConstraint(
+            condition=Q(sizing__in=Sizing.values),
+            name=f"{prefix}_sizing_valid",
+            violation_error_message="Sizing is not one of the allowed choices.",
+        ),
+        models.CheckConstraint(
+            condition=(Q(sizing=Sizing.FIXED_QUANTITY) & Q(fixed_quantity__gt=0))
+            | (~Q(sizing=Sizing.FIXED_QUANTITY) & Q(fixed_quantity__isnull=True)),
+            name=f"{prefix}_fixed_quantity_sizing",
+            violation_error_message=(
+                "Fixed quantity must be above zero when sizing is by fixed quantity, "
+                "and empty otherwise."
+            ),
+        ),
+        models.CheckConstraint(
+            condition=(Q(sizing=Sizing.FIXED_NOTIONAL) & Q(fixed_notional__gt=0))
+            | (~Q(sizing=Sizing.FIXED_NOTIONAL) & Q(fixed_notional__isnull=True)),
+            name=f"{prefix}_fixed_notional_sizing",
+            violation_error_message=(
+                "Fixed notional must be above zero when sizing is by fixed notional, "
+                "and empty otherwise."
+            ),
+        ),
+        models.CheckConstraint(
+            condition=(
+                Q(sizing=Sizing.RISK)
+                & Q(risk_pct__gt=0)
+                & Q(risk_pct__lte=100)
+                & Q(stop_loss_pct__isnull=False)
+            )
+            | (~Q(sizing=Sizing.RISK) & Q(risk_pct__isnull=True)),
+            name=f"{prefix}_risk_sizing",
+            violation_error_message=(
+                "Sizing by risk needs a risk percent above 0 and at most 100 and a stop loss; "
+                "other sizings leave the risk percent empty."
+            ),
+        ),
+        models.CheckConstraint(
+            condition=Q(fixed_fee__gte=0) & Q(min_fee__gte=0),
+            name=f"{prefix}_fees_not_negative",
+            violation_error_message="Fixed and minimum fees must be zero or more.",
         ),
     ]
 
@@ -150,7 +221,7 @@ class BacktestTrade(models.Model):
     pnl_pct = models.FloatField()
     fees = models.FloatField()
     duration_seconds = models.FloatField(null=True, blank=True)
-    exit_reason = models.CharField(max_length=8)
+    exit_reason = models.CharField(max_length=12)  # "liquidation" is the longest
     is_open = models.BooleanField(default=False)
 
     class Meta:

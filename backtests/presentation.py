@@ -61,6 +61,8 @@ METRIC_LABELS: dict[str, str] = {
     "winning_days": "Winning days",
     "drawn_days": "Flat days",
     "losing_days": "Losing days",
+    "orders_skipped": "Orders skipped",
+    "liquidated": "Liquidated",
 }
 
 

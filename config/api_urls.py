@@ -11,6 +11,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from backtests.api import StrategyRunViewSet
+from studies.api import SweepOverfittingView
 
 # Name in the root's answer → URL name. Collections and top-level views only: details,
 # actions and uploads are reached from these (and documented in the schema).
@@ -30,6 +31,7 @@ API_ROOT_LINKS = {
     "strategy-kinds": "strategy-kinds",
     "backtests": "backtest-list",
     "sweeps": "sweep-list",
+    "studies": "study-list",
     "cache-stats": "cache-stats",
     "instruments": "instrument-list",
     "candles": "candle-list",
@@ -60,10 +62,17 @@ urlpatterns = [
     path("", include("backtests.urls")),  # `strategies/kinds/` too
     path("", include("strategies.urls")),
     path("", include("marketdata.urls")),
+    path("", include("studies.urls")),
     # A strategy's runs live in backtests, which strategies may not import.
     re_path(
         r"^strategies/(?P<strategy_id>[0-9]{1,18})/runs/$",
         StrategyRunViewSet.as_view({"get": "list"}),
         name="strategy-runs",
+    ),
+    # A sweep's overfitting statistics live in studies, which backtests may not import.
+    re_path(
+        r"^sweeps/(?P<sweep_id>[0-9]{1,18})/overfitting/$",
+        SweepOverfittingView.as_view(),
+        name="sweep-overfitting",
     ),
 ]

@@ -11,6 +11,7 @@ from backtests.consumers import (
     JwtQueryAuthMiddleware,
     SweepProgressConsumer,
 )
+from studies.consumers import StudyProgressConsumer
 
 websocket_urlpatterns: list[Any] = [
     path(
@@ -22,5 +23,10 @@ websocket_urlpatterns: list[Any] = [
         "ws/sweeps/<int:pk>/",
         JwtQueryAuthMiddleware(SweepProgressConsumer.as_asgi()),
         name="ws-sweep",
+    ),
+    path(
+        "ws/studies/<int:pk>/",
+        JwtQueryAuthMiddleware(StudyProgressConsumer.as_asgi()),
+        name="ws-study",
     ),
 ]

@@ -10,6 +10,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from config.admin_site import use_tradelab_admin_site
 from config.health import health
 from config.metrics import metrics
 
@@ -24,15 +25,16 @@ def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
-admin.site.site_header = "Tradelab back-office"
-admin.site.site_title = "Tradelab"
-admin.site.index_title = "Back-office"
+# The internal tables in a section of their own and the dashboard on the index (its titles
+# too): config/admin_site.py.
+use_tradelab_admin_site(admin.site)
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/lab/", permanent=False)),
     path("favicon.ico", favicon, name="favicon"),
     path("lab/", include("backtests.lab")),
     path("lab/", include("backtests.lab_research")),  # comparisons and analyses
+    path("lab/", include("studies.lab")),  # studies: list, form, page
     path("accounts/", include("accounts.web_urls")),  # Django's auth views, sign-up
     path("admin/", admin.site.urls),
     path("health", health, name="health"),

@@ -59,7 +59,7 @@ def plotly_css() -> str:
             break
     literal = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
     pairs = re.findall(rf"({literal}|[A-Z]):({literal})", source[start + 1 : end])
-    version = re.search(r'version:"(\d+\.\d+\.\d+)"', source)
+    version = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", source)
     lines = [
         f"/* plotly.js {version.group(1) if version else ''} stylesheet rules (MIT licence),",
         "   written out by `python -m config.vendor`: see config/vendor.py. */",

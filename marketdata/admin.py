@@ -11,7 +11,15 @@ from persistence.admin import AuditedModelAdmin, ReadOnlyModelAdmin
 
 @admin.register(Instrument)
 class InstrumentAdmin(AuditedModelAdmin):
-    list_display = ("symbol", "base", "quote", "price_tick", "quantity_step", "is_active")
+    list_display = (
+        "symbol",
+        "base",
+        "quote",
+        "asset_class",
+        "price_tick",
+        "quantity_step",
+        "is_active",
+    )
     list_filter = ("is_active", "quote")
     search_fields = ("symbol", "base", "quote")
 

@@ -9,6 +9,7 @@ are stored. Candle ranges are half-open like every range of the engine: `start` 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, cast
 
 import pandas as pd
@@ -37,8 +38,8 @@ from rest_framework.views import APIView
 from accounts.models import User
 from marketdata import selectors, services
 from marketdata.filters import InstrumentFilter
-from marketdata.models import Candle, CandleUpload, Instrument
-from marketdata.timeframes import TIMEFRAME_SECONDS
+from marketdata.models import AssetClass, Candle, CandleUpload, Instrument
+from marketdata.timeframes import CALENDARS, TIMEFRAME_SECONDS
 from persistence.downloads import PARQUET_MIME, CsvRenderer, ParquetRenderer
 
 ID_PATTERN = r"[0-9]{1,18}"
@@ -64,6 +65,12 @@ def _too_large(size: int | None = None) -> UploadTooLarge:
 
 
 class InstrumentSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    calendar = serializers.ChoiceField(
+        choices=list(CALENDARS),
+        read_only=True,
+        help_text="From asset_class: results annualise over 365 days (24/7) or 252 sessions.",
+    )
+
     class Meta:
         model = Instrument
         fields = [
@@ -71,8 +78,11 @@ class InstrumentSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             "symbol",
             "base",
             "quote",
+            "asset_class",
+            "calendar",
             "price_tick",
             "quantity_step",
+            "min_notional",
             "is_active",
             "created_at",
             "updated_at",
@@ -86,6 +96,14 @@ class InstrumentCreateSerializer(serializers.Serializer):  # type: ignore[type-a
     quote = serializers.CharField(max_length=20)
     price_tick = serializers.DecimalField(max_digits=38, decimal_places=18)
     quantity_step = serializers.DecimalField(max_digits=38, decimal_places=18)
+    min_notional = serializers.DecimalField(
+        max_digits=38, decimal_places=18, default=Decimal(0), help_text="0 for none."
+    )
+    asset_class = serializers.ChoiceField(
+        choices=AssetClass.choices,
+        default=AssetClass.CRYPTO,
+        help_text="Crypto annualises on 365 days; the others on exchange trading days.",
+    )
     is_active = serializers.BooleanField(default=True)
 
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from marketdata.timeframes import timeframe_choices
+from marketdata.timeframes import CALENDAR_24_7, CALENDAR_EXCHANGE, timeframe_choices
 
 
 class DecimalSpec(TypedDict):
@@ -25,12 +25,42 @@ QTY: DecimalSpec = {"max_digits": 38, "decimal_places": 18}
 PRICE: DecimalSpec = {"max_digits": 38, "decimal_places": 18}
 
 
+class AssetClass(models.TextChoices):
+    """What an instrument is; it decides the calendar its results annualise on."""
+
+    CRYPTO = "crypto", "Crypto"
+    EQUITY = "equity", "Equity"
+    FX = "fx", "FX"
+    FUTURES = "futures", "Futures"
+
+
+# Crypto trades around the clock (365-day years); the others in exchange sessions (252).
+ASSET_CLASS_CALENDAR: dict[str, str] = {
+    AssetClass.CRYPTO: CALENDAR_24_7,
+    AssetClass.EQUITY: CALENDAR_EXCHANGE,
+    AssetClass.FX: CALENDAR_EXCHANGE,
+    AssetClass.FUTURES: CALENDAR_EXCHANGE,
+}
+
+
 class Instrument(models.Model):
     symbol = models.CharField(max_length=40, unique=True)
     base = models.CharField(max_length=20)
     quote = models.CharField(max_length=20)
     price_tick = models.DecimalField(**PRICE)
     quantity_step = models.DecimalField(**QTY)
+    min_notional = models.DecimalField(
+        **PRICE,
+        default=0,
+        help_text="Smallest order value the venue accepts, in quote currency; 0 for none.",
+    )
+    # Crypto by default: rows from before the field keep the 365-day year they had.
+    asset_class = models.CharField(
+        max_length=10,
+        choices=AssetClass.choices,
+        default=AssetClass.CRYPTO,
+        help_text="Crypto annualises over 365 days; equity, FX and futures over 252 sessions.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -50,10 +80,25 @@ class Instrument(models.Model):
                 name="instrument_step_positive",
                 violation_error_message="Quantity step must be greater than zero.",
             ),
+            models.CheckConstraint(
+                condition=Q(min_notional__gte=0),
+                name="instrument_min_notional_not_negative",
+                violation_error_message="Minimum notional must be zero or more.",
+            ),
+            models.CheckConstraint(
+                condition=Q(asset_class__in=AssetClass.values),
+                name="instrument_asset_class_valid",
+                violation_error_message="Asset class is not one of the allowed choices.",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.symbol
+
+    @property
+    def calendar(self) -> str:
+        """The trading calendar results on this instrument annualise with."""
+        return ASSET_CLASS_CALENDAR[self.asset_class]
 
 
 class Candle(models.Model):

@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from marketdata.models import Candle, CandleUpload, Instrument, UploadStatus
+from marketdata.models import AssetClass, Candle, CandleUpload, Instrument, UploadStatus
 from marketdata.selectors import candle_upload_progress_key
 from marketdata.timeframes import TIMEFRAME_SECONDS, timeframe_delta
 from persistence.services import artifact_load, artifact_save
@@ -338,6 +338,8 @@ def instrument_create(
     quote: str,
     price_tick: Decimal,
     quantity_step: Decimal,
+    min_notional: Decimal = Decimal(0),
+    asset_class: str = AssetClass.CRYPTO,
     is_active: bool = True,
 ) -> Instrument:
     """A new instrument; symbols are stored upper-case, as imports store them.
@@ -351,6 +353,8 @@ def instrument_create(
         quote=quote.strip().upper(),
         price_tick=price_tick,
         quantity_step=quantity_step,
+        min_notional=min_notional,
+        asset_class=asset_class,
         is_active=is_active,
     )
     instrument.full_clean()

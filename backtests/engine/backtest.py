@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,15 +11,22 @@ import pandas as pd
 
 from backtests.engine.candles import CandleArrays, validate_candles
 from backtests.engine.config import BacktestConfig, BacktestResult
-from backtests.engine.errors import EngineError, InsufficientDataError, UnknownKindError
+from backtests.engine.errors import (
+    EngineError,
+    InsufficientDataError,
+    InvalidConfigError,
+    UnknownKindError,
+)
 from backtests.engine.metrics import BarContext, compute_metrics
 from backtests.engine.simulate import EXIT_REASONS, TRADE_COLUMNS, ProgressFn, Simulation, simulate
+from marketdata.timeframes import spacing_matches, timeframe_of_spacing
 from strategies.library.base import StrategyKind, StrategyRef
 from strategies.library.indicators import IndicatorCache
 from strategies.library.registry import UnknownStrategyKind, get_kind
 
 # Part of every result's cache key: bump whenever any number the engine returns changes.
-ENGINE_VERSION = "1.0.0"
+# 2.0.0: liquidation instead of negative equity, calendars, fractional targets, sizing modes.
+ENGINE_VERSION = "2.0.0"
 
 
 def resolve_kind(name: str) -> StrategyKind:
@@ -35,6 +43,52 @@ def check_length(kind: StrategyKind, params: Mapping[str, Any], bars: int) -> No
         raise InsufficientDataError(
             f"{kind.name} with {described} needs at least {needed} candles to trade; got {bars}"
         )
+
+
+def _spacing_text(seconds: float) -> str:
+    """A spacing in the largest whole unit that states it: "1 day", "90 minutes"."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        count = seconds / size
+        if count >= 1 and count == int(count):
+            return f"{int(count)} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+def fit_to_candles(config: BacktestConfig, bars: CandleArrays) -> BacktestConfig:
+    """`config` with its timeframe checked against the candles' spacing, or inferred.
+
+    The typical spacing is the lower median of the gaps between bar open times, so weekends,
+    holidays and missing bars do not move it. A timeframe the candles are not spaced at is
+    refused: annualising daily bars as minutes would overstate Sharpe ~38 times.
+    """
+    if len(bars) < 2:
+        return config  # a single bar has no spacing, and nothing to annualise
+    spacing = bars.spacing_ns / 1e9
+    if config.timeframe is None:
+        inferred = timeframe_of_spacing(spacing)
+        if inferred is None:
+            raise InvalidConfigError(
+                {
+                    "timeframe": [
+                        f"Cannot infer the timeframe: the candles are typically "
+                        f"{_spacing_text(spacing)} apart, which is no known timeframe. "
+                        "Set timeframe."
+                    ]
+                }
+            )
+        return dataclasses.replace(config, timeframe=inferred)
+    if not spacing_matches(config.timeframe, spacing):
+        actual = timeframe_of_spacing(spacing)
+        named = f" ({actual} bars)" if actual else ""
+        raise InvalidConfigError(
+            {
+                "timeframe": [
+                    f"Timeframe {config.timeframe} does not match the candles: they are "
+                    f"typically {_spacing_text(spacing)} apart{named}."
+                ]
+            }
+        )
+    return config
 
 
 def drawdown_of(equity: np.ndarray) -> np.ndarray:
@@ -80,10 +134,13 @@ def run_backtest(
     strategy: StrategyRef,
     config: BacktestConfig | None = None,
     progress: ProgressFn | None = None,
+    cache: IndicatorCache | None = None,
 ) -> BacktestResult:
     """Backtest `strategy` on `candles` under `config`; see the package docstring for rules.
 
     `progress(done, total)` is called with total = number of bars, at least every 2%.
+    `cache`, when given, is the indicator cache the kind computes into, so the caller can
+    read what the kind left there (the ML predictor's per-fold diagnostics).
     Raises EngineError subclasses (or ParamValidationError) for bad input.
     """
     config = config or BacktestConfig()
@@ -94,7 +151,7 @@ def run_backtest(
     if progress is not None:
         progress(0, len(bars))
     check_length(kind, params, len(bars))
-    target = kind.positions(candles, params, IndicatorCache())
+    target = kind.positions(candles, params, cache if cache is not None else IndicatorCache())
     return _run(bars, target, config, progress, kind=kind.name, params=dict(params))
 
 
@@ -131,14 +188,13 @@ def _run(
     params: dict[str, Any],
 ) -> BacktestResult:
     n = len(bars)
+    config = fit_to_candles(config, bars)
     sim = simulate(bars, target, config, progress)
     drawdown = drawdown_of(sim.equity)
     metrics = compute_metrics(
         context=BarContext(bars.ts_ns, bars.close),
-        equity=sim.equity,
+        sim=sim,
         drawdown=drawdown,
-        trades=sim.trades,
-        exposure_bars=sim.exposure_bars,
         config=config,
     )
     result = BacktestResult(
@@ -152,6 +208,7 @@ def _run(
         params=params,
         config=config,
         engine_version=ENGINE_VERSION,
+        spans=(sim.span_cash, sim.span_quantity, sim.span_of_bar),
     )
     if progress is not None:
         progress(n, n)

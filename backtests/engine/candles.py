@@ -25,6 +25,9 @@ class CandleArrays:
     high: FloatArray
     low: FloatArray
     close: FloatArray
+    # The bars' typical spacing in ns: the lower median of the gaps between open times, so
+    # weekends and missing bars do not move it; 0 for a single bar.
+    spacing_ns: int = 0
 
     def __len__(self) -> int:
         return len(self.close)
@@ -68,7 +71,8 @@ def validate_candles(candles: pd.DataFrame) -> CandleArrays:
         # Metrics work in nanoseconds; scaling the integers is cheaper than as_unit.
         ts_ns = ts_ns * {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}[index.unit]
     steps = np.diff(ts_ns)
-    if len(steps) and not (steps > 0).all():
+    smallest = steps.min() if len(steps) else 1
+    if smallest <= 0:
         dup = np.flatnonzero(steps == 0)
         if len(dup):
             at = index[int(dup[0]) + 1].isoformat()
@@ -107,4 +111,21 @@ def validate_candles(candles: pd.DataFrame) -> CandleArrays:
         raise InvalidCandlesError(
             f"open or close outside the [low, high] range in {_first_bad(outside, index)}"
         )
-    return CandleArrays(index=index, ts_ns=ts_ns, open=o, high=h, low=lo, close=c)
+    return CandleArrays(
+        index=index,
+        ts_ns=ts_ns,
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        spacing_ns=_spacing(steps, int(smallest)),
+    )
+
+
+def _spacing(steps: np.ndarray, smallest: int) -> int:
+    if not len(steps):
+        return 0
+    if smallest == int(steps.max()):
+        return smallest  # evenly spaced: no need to sort anything
+    middle = (len(steps) - 1) // 2
+    return int(np.partition(steps, middle)[middle])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from strategies.library.base import ParamValidationError
 
 
@@ -18,7 +20,16 @@ class InsufficientDataError(EngineError, ValueError):
 
 
 class InvalidConfigError(EngineError, ValueError):
-    """A BacktestConfig field is outside its allowed range."""
+    """A BacktestConfig field is outside its allowed range, or does not fit the candles.
+
+    `errors` maps each offending field to its messages, like ParamValidationError, so a
+    caller can show them next to the field.
+    """
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        self.errors = {name: list(messages) for name, messages in errors.items()}
+        described = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in self.errors.items())
+        super().__init__(f"invalid backtest config: {described}")
 
 
 class UnknownKindError(EngineError, KeyError):

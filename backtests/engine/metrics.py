@@ -3,8 +3,14 @@
 METRIC_DEFINITIONS is the written definition of every key `compute_metrics` returns, in
 display order. Conventions that apply throughout:
 
-- Bar returns are r[t] = equity[t] / equity[t-1] - 1 for t >= 1 (equity at bar closes).
-- Annualisation uses P = bars per year of the config's timeframe (365-day years).
+- Bar returns are r[t] = equity[t] / equity[t-1] - 1 for t >= 1 (equity at bar closes);
+  after a wipe-out (equity 0) a bar's return counts as 0.
+- Annualisation uses P = bars per year of the config's timeframe on its calendar
+  (`marketdata.timeframes.periods_per_year`): on "24/7", 365 days of bars (1d: 365, 1h:
+  8,760, 1w: 52.14); on "exchange", trading_days_per_year sessions (1d: 252 by default,
+  1w: 52, intraday: 252 * bars per session, configured as bars_per_day or inferred as the
+  median number of bars per UTC day); 1M is 12 on both.
+- Calendar time (cagr_pct) uses 365-day years.
 - Percentages are in percent (12.5 means 12.5%); durations are in seconds.
 - Trade statistics use closed trades only; a position still open at the end counts in
   equity, exposure and commissions but not in trade counts or trade statistics.
@@ -22,8 +28,13 @@ import numpy as np
 import pandas as pd
 
 from backtests.engine.config import BacktestConfig
-from backtests.engine.simulate import Trades
-from marketdata.timeframes import SECONDS_PER_YEAR, periods_per_year
+from backtests.engine.simulate import EXIT_LIQUIDATION, Simulation, Trades
+from marketdata.timeframes import (
+    CALENDAR_EXCHANGE,
+    SECONDS_PER_YEAR,
+    is_intraday,
+    periods_per_year,
+)
 
 MetricValue = float | int | str | None
 
@@ -42,24 +53,35 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "return_pct": "(final_equity / initial_capital - 1) * 100.",
     "buy_hold_return_pct": "(last close / first close - 1) * 100: holding the asset, no fees.",
     "annualized_return_pct": (
-        "Geometric return per year of bars: ((final/initial)^(P/(bars-1)) - 1) * 100."
+        "Compound growth per year of bars on the calendar: "
+        "((final/initial)^(P/(bars-1)) - 1) * 100, the bars-1 bar returns counting as "
+        "(bars-1)/P years. It equals cagr_pct on gapless 24/7 bars; on an exchange calendar "
+        "it counts sessions (252 a year) where cagr_pct counts calendar days, and missing "
+        "bars shorten its year count but not cagr_pct's."
     ),
     "cagr_pct": (
         "Compound annual growth over calendar time: "
         "((final/initial)^(365 days / (end - start)) - 1) * 100."
     ),
     "annualized_volatility_pct": "Sample std of bar returns * sqrt(P) * 100.",
-    "sharpe": "mean(bar returns) / std(bar returns, ddof=1) * sqrt(P); risk-free rate 0.",
+    "sharpe": (
+        "mean(bar returns) / std(bar returns, ddof=1) * sqrt(P); risk-free rate 0. "
+        "None for a wiped-out account (equity reached 0)."
+    ),
     "sortino": (
-        "mean(bar returns) / sqrt(mean(min(r, 0)^2)) * sqrt(P); downside deviation about 0."
+        "mean(bar returns) / sqrt(mean(min(r, 0)^2)) * sqrt(P); downside deviation about 0. "
+        "None for a wiped-out account."
     ),
     "calmar": "(cagr_pct / 100) / |max_drawdown_pct / 100|.",
     "alpha_pct": (
         "Annualised Jensen's alpha against buy & hold bar returns m: "
-        "(mean(r) - beta * mean(m)) * P * 100."
+        "(mean(r) - beta * mean(m)) * P * 100. None for a wiped-out account."
     ),
     "beta": "cov(r, m) / var(m), with m the close-to-close returns of the asset.",
-    "max_drawdown_pct": "Most negative (equity / running peak - 1) * 100; 0 without drawdown.",
+    "max_drawdown_pct": (
+        "Most negative (equity / running peak - 1) * 100; 0 without drawdown, -100 at worst "
+        "(equity never goes below zero)."
+    ),
     "avg_drawdown_pct": (
         "Mean over drawdown periods of each period's deepest drawdown, in %; 0 without any. "
         "A drawdown period is a maximal run of bars below the running peak."
@@ -70,6 +92,14 @@ METRIC_DEFINITIONS: dict[str, str] = {
     ),
     "avg_drawdown_duration_s": "Mean duration of drawdown periods, in seconds.",
     "num_trades": "Number of closed trades.",
+    "orders_skipped": (
+        "Orders not placed: their quantity rounded down to nothing at quantity_step, or "
+        "their notional was below min_notional."
+    ),
+    "liquidated": (
+        "1 if a position was liquidated (the account could not cover a further loss), "
+        "after which nothing trades; else 0."
+    ),
     "open_trades": "1 if a position is still open at the last bar, else 0.",
     "long_trades": "Closed long trades.",
     "short_trades": "Closed short trades.",
@@ -127,6 +157,14 @@ def _num(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _compound_pct(growth: float, per_year: float) -> float | None:
+    """(growth ** per_year - 1) * 100, or None when it is too large for a float."""
+    try:
+        return _num((growth**per_year - 1.0) * 100.0)
+    except OverflowError:
+        return None
 
 
 def _iso(ts_ns: int) -> str:
@@ -252,6 +290,8 @@ class BarContext:
         boundaries = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * _NS_PER_DAY
         day_ends = np.searchsorted(ts_ns, boundaries, side="left") - 1
         self.day_ends = np.unique(np.concatenate((day_ends[day_ends >= 0], [n - 1])))
+        # Bars per UTC day that has any: an exchange session's bar count is their median.
+        self.bars_per_day = float(np.median(np.diff(self.day_ends, prepend=-1)))
         # Mean and sample variance of the asset's close-to-close returns.
         self.mean_m = 0.0
         self.var_m = 0.0
@@ -334,21 +374,41 @@ def _daily_stats(equity: np.ndarray, context: BarContext, initial: float) -> dic
     }
 
 
+def bars_per_year(config: BacktestConfig, context: BarContext) -> float | None:
+    """P for `config`'s timeframe and calendar; None when the timeframe is unknown."""
+    if config.timeframe is None:
+        return None
+    bars_per_day = config.bars_per_day
+    if (
+        bars_per_day is None
+        and config.calendar == CALENDAR_EXCHANGE
+        and is_intraday(config.timeframe)
+    ):
+        bars_per_day = context.bars_per_day
+    return periods_per_year(
+        config.timeframe,
+        config.calendar,
+        trading_days_per_year=config.trading_days_per_year,
+        bars_per_day=bars_per_day,
+    )
+
+
 def compute_metrics(
     *,
     context: BarContext,
-    equity: np.ndarray,
+    sim: Simulation,
     drawdown: np.ndarray,
-    trades: Trades,
-    exposure_bars: int,
     config: BacktestConfig,
 ) -> dict[str, MetricValue]:
     """Every metric in METRIC_DEFINITIONS, JSON-safe, in that order."""
     ts_ns, close = context.ts_ns, context.close
+    equity, trades = sim.equity, sim.trades
     n = len(equity)
     initial = float(config.initial_capital)
     final = float(equity[-1])
-    per_year = periods_per_year(config.timeframe)
+    per_year = bars_per_year(config, context)
+    lowest = float(equity.min())
+    wiped_out = lowest <= 0.0
     duration_ns = int(ts_ns[-1] - ts_ns[0])
     growth = final / initial
 
@@ -357,11 +417,11 @@ def compute_metrics(
         "end": _iso(ts_ns[-1]),
         "duration_s": duration_ns / _NS_PER_S,
         "bars": n,
-        "exposure_pct": exposure_bars / n * 100.0,
+        "exposure_pct": sim.exposure_bars / n * 100.0,
         "initial_capital": initial,
         "final_equity": _num(final),
         "peak_equity": _num(equity.max()),
-        "min_equity": _num(equity.min()),
+        "min_equity": _num(lowest),
         "profit": _num(final - initial),
         "commissions": _num(trades.fees.sum()),
         "return_pct": _num((growth - 1.0) * 100.0),
@@ -369,30 +429,32 @@ def compute_metrics(
     }
 
     annualized = cagr = None
-    if growth > 0:
-        with np.errstate(over="ignore"):
-            if n >= 2:
-                annualized = _num((growth ** (per_year / (n - 1)) - 1.0) * 100.0)
-            if duration_ns > 0:
-                years = duration_ns / _NS_PER_S / SECONDS_PER_YEAR
-                try:
-                    cagr = _num((growth ** (1.0 / years) - 1.0) * 100.0)
-                except OverflowError:
-                    cagr = None
+    if growth <= 0:
+        # Wiped out: everything was lost, however fast.
+        annualized = -100.0 if n >= 2 and per_year else None
+        cagr = -100.0 if duration_ns > 0 else None
+    else:
+        if n >= 2 and per_year:
+            annualized = _compound_pct(growth, per_year / (n - 1))
+        if duration_ns > 0:
+            cagr = _compound_pct(growth, SECONDS_PER_YEAR * _NS_PER_S / duration_ns)
     m["annualized_return_pct"] = annualized
     m["cagr_pct"] = cagr
 
     vol = sharpe = sortino = alpha = beta = None
-    if n >= 3:
+    if n >= 3 and per_year:
         mean_r, sd, downside_dev, cov = _return_stats(equity, context)
         vol = sd * math.sqrt(per_year) * 100.0
-        if sd > 0:
+        # A mean return says nothing about an account that reached zero: a doubling then a
+        # wipe-out averages +50% a bar. Its risk-adjusted ratios are undefined.
+        if sd > 0 and not wiped_out:
             sharpe = mean_r / sd * math.sqrt(per_year)
-        if downside_dev > 0:
+        if downside_dev > 0 and not wiped_out:
             sortino = mean_r / downside_dev * math.sqrt(per_year)
         if context.var_m > 0:
             beta = cov / context.var_m
-            alpha = (mean_r - beta * context.mean_m) * per_year * 100.0
+            if not wiped_out:
+                alpha = (mean_r - beta * context.mean_m) * per_year * 100.0
     m["annualized_volatility_pct"] = _num(vol)
     m["sharpe"] = _num(sharpe)
     m["sortino"] = _num(sortino)
@@ -410,5 +472,7 @@ def compute_metrics(
     m["avg_drawdown_duration_s"] = _num(dd_duration.mean() / _NS_PER_S) if len(dd_duration) else 0.0
 
     m.update(_trade_stats(trades, ts_ns))
+    m["orders_skipped"] = sim.orders_skipped
+    m["liquidated"] = int(bool((trades.reason == EXIT_LIQUIDATION).any()))
     m.update(_daily_stats(equity, context, initial))
     return {key: m[key] for key in METRIC_DEFINITIONS}

@@ -1,13 +1,25 @@
-"""Turning target positions into fills, trades and an equity curve, without a per-bar loop.
+"""Turning target positions into fills, trades and an equity curve.
 
-The fill rules are those stated in `backtests.engine`'s docstring. The simulation is
-vectorised over bars: a trade is a run of equal non-zero held positions, stops only shorten
-a run, and because each entry commits a fixed fraction of equity the cash after every
-trade is a running product of per-trade growth factors.
+The fill rules are those stated in `backtests.engine`'s docstring. Two paths implement them:
+
+- The common case (targets of -1, 0 and +1, fraction-of-equity sizing, proportional fees,
+  no quantity step or minimum notional) is vectorised over bars: a trade is a run of equal
+  non-zero held positions, stops and liquidation only shorten a run, and because each entry
+  commits a fixed fraction of equity the cash after every trade is a running product of
+  per-trade growth factors.
+- Everything else (fractional targets, the other sizing modes, fixed and minimum fees,
+  quantity steps, minimum notional) makes each order depend on the cash the previous one
+  left, so `_simulate_orders` walks the orders in sequence: one step per change of target,
+  not per bar. Bar ranges are only searched where a stop, target or liquidation level can
+  be reached.
+
+Both paths describe the account as spans over which cash and quantity are constant, so
+equity at every close is cash + quantity * close, computed in one vectorised pass.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,26 +27,37 @@ from typing import Any
 import numpy as np
 
 from backtests.engine.candles import CandleArrays
-from backtests.engine.config import BacktestConfig
+from backtests.engine.config import (
+    SIZING_FIXED_NOTIONAL,
+    SIZING_FIXED_QUANTITY,
+    SIZING_FRACTION,
+    SIZING_RISK,
+    BacktestConfig,
+)
+from backtests.engine.errors import EngineError
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
-EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET, EXIT_END = 0, 1, 2, 3
-EXIT_REASONS = np.array(["signal", "stop", "target", "end"], dtype=object)
+EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET, EXIT_END, EXIT_LIQUIDATION = 0, 1, 2, 3, 4
+EXIT_REASONS = np.array(["signal", "stop", "target", "end", "liquidation"], dtype=object)
+
+# Quantities within this many steps below a whole number of steps round up to it: float
+# division turns 0.3 / 0.1 into 2.9999999999999996.
+_STEP_TOLERANCE = 1e-9
 
 TRADE_COLUMNS = [
     "entry_time",  # open time of the bar whose open filled the entry (UTC)
     "exit_time",  # open time of the exit bar; for an open trade, of the last bar
     "direction",  # "long" or "short"
-    "entry_price",  # fill price including slippage
-    "exit_price",  # fill price including slippage; the last close for an open trade
-    "quantity",  # units of the instrument, always positive
-    "pnl",  # net of entry and exit fees, in quote currency
+    "entry_price",  # fill price including slippage (quantity-weighted over adding fills)
+    "exit_price",  # likewise over reducing fills; the last close for an open trade
+    "quantity",  # units bought (long) or sold (short) to open and add, always positive
+    "pnl",  # net of every fill's fee, in quote currency
     "pnl_pct",  # pnl / entry notional * 100
-    "fees",  # entry fee + exit fee (no exit fee while open)
+    "fees",  # every fill's fee (no exit fee while open)
     "duration",  # exit_time - entry_time, in seconds
-    "exit_reason",  # "signal", "stop", "target" or "end" (still open)
+    "exit_reason",  # "signal", "stop", "target", "liquidation" or "end" (still open)
     "is_open",  # True for a position still open at the last bar
 ]
 
@@ -62,9 +85,15 @@ class Trades:
 @dataclass
 class Simulation:
     equity: FloatArray
-    position: np.ndarray  # int8, held at each bar's close
+    position: np.ndarray  # int8 side held at each bar's close
     trades: Trades
     exposure_bars: int
+    orders_skipped: int
+    # The account as spans: from bar span_start[i] on, cash span_cash[i] and signed
+    # quantity span_quantity[i]; span_of_bar maps each bar to its span.
+    span_cash: FloatArray
+    span_quantity: FloatArray
+    span_of_bar: np.ndarray
 
 
 ProgressFn = Callable[[int, int], None]
@@ -88,15 +117,66 @@ def _first_in_segment(mask: np.ndarray, starts: IntArray, ends: IntArray) -> Int
     return np.minimum(first, ends)
 
 
+def _checked_targets(target: np.ndarray) -> bool:
+    """Refuse targets beyond [-1, 1]; True when some non-zero target is not -1 or +1."""
+    magnitude = np.abs(target)
+    if (magnitude > 1.0).any():  # NaN compares False: NaN means flat
+        bad = int(np.argmax(magnitude > 1.0))
+        raise EngineError(
+            f"target positions must lie in [-1, 1] (a fraction of the full size; NaN means "
+            f"flat); position {bad} is {target[bad]!r}"
+        )
+    return bool(((magnitude > 0.0) & (magnitude < 1.0)).any())
+
+
+def _vectorisable(config: BacktestConfig) -> bool:
+    return (
+        config.sizing == SIZING_FRACTION
+        and config.fixed_fee == 0
+        and config.min_fee == 0
+        and config.quantity_step is None
+        and config.min_notional == 0
+    )
+
+
 def simulate(
     bars: CandleArrays,
     target: FloatArray,
     config: BacktestConfig,
     progress: ProgressFn | None = None,
 ) -> Simulation:
-    """Fill a target-position series under `config` (see the package docstring for rules).
+    """Fill a target-position series under `config` (see the package docstring for rules)."""
+    target = np.asarray(target, dtype=np.float64)
+    fractional = _checked_targets(target)
+    if not fractional and _vectorisable(config):
+        return _simulate_vectorised(bars, target, config, progress)
+    # NaN (warm-up) means flat; long-only turns short targets into flat.
+    wanted = np.nan_to_num(target, nan=0.0)
+    if not config.allow_short:
+        wanted = np.maximum(wanted, 0.0)
+    held = np.empty(len(bars))
+    held[0] = 0.0
+    held[1:] = wanted[:-1]
+    return _simulate_orders(bars, held, config, progress)
 
-    One function on purpose (about 120 lines): it is a single pass of array algebra whose
+
+def _spans_to_bars(span_start: IntArray, n: int) -> np.ndarray:
+    """Span index of each bar: a running count of the span starts at or before it."""
+    span_of_bar = np.zeros(n, dtype=np.int32)
+    span_of_bar[span_start[1:]] = 1
+    np.cumsum(span_of_bar, out=span_of_bar)
+    return span_of_bar
+
+
+def _simulate_vectorised(
+    bars: CandleArrays,
+    target: FloatArray,
+    config: BacktestConfig,
+    progress: ProgressFn | None,
+) -> Simulation:
+    """Targets in {-1, 0, +1} under fraction sizing and proportional fees, without a bar loop.
+
+    One function on purpose (about 130 lines): it is a single pass of array algebra whose
     intermediates (entry and exit bars, prices, quantities, cash per trade) feed every later
     step; split up, each step would take and return most of them.
     """
@@ -107,7 +187,6 @@ def simulate(
     frac = config.size_fraction
 
     # Positions are small integers: int8 arrays keep the per-bar work in cache.
-    target = np.asarray(target, dtype=np.float64)
     wanted = np.greater(target, 0.0).view(np.int8)  # NaN (warm-up) compares False: flat
     if config.allow_short:
         wanted = wanted - np.less(target, 0.0).view(np.int8)
@@ -129,10 +208,14 @@ def simulate(
     reason = np.full(k, EXIT_SIGNAL, dtype=np.int64)
     exit_px = np.empty(k)
 
+    liquidation = _short_liquidation_levels(bars, starts, active, d, entry_px, config)
     sl = config.stop_loss_pct
     tp = config.take_profit_pct
-    if k and (sl is not None or tp is not None):
-        x_bar, reason, exit_px = _apply_stops(bars, e_bar, planned_end, d, entry_px, config)
+    shortened = k > 0 and (sl is not None or tp is not None or liquidation is not None)
+    if shortened:
+        x_bar, reason, exit_px = _apply_stops(
+            bars, e_bar, planned_end, d, entry_px, config, liquidation
+        )
     is_open = x_bar >= n
     closed_by_signal = (reason == EXIT_SIGNAL) & ~is_open
     sig_bars = x_bar[closed_by_signal]
@@ -145,11 +228,16 @@ def simulate(
     exit_fee_rate = np.where(is_open, 0.0, fee)
     gross = d * (exit_px - entry_px) - fee * entry_px - exit_fee_rate * exit_px
     growth = 1.0 + frac * gross / (entry_px * (1.0 + fee))
-    cash_before = config.initial_capital * np.concatenate(([1.0], np.cumprod(growth)[:-1]))
-    ruined = np.flatnonzero(cash_before <= 0.0)
-    if len(ruined):
+    # A liquidation leaves nothing by definition of its level; a fill beyond the level (a
+    # gap) would leave less than nothing, and the account cannot lose more than it has.
+    growth[reason == EXIT_LIQUIDATION] = 0.0
+    wiped = growth <= 0.0
+    ruined = bool(wiped.any())
+    if ruined:
+        growth[wiped] = 0.0
+        reason[wiped] = EXIT_LIQUIDATION
         # Once the account is wiped out no further position can be opened.
-        keep = int(ruined[0])
+        keep = int(np.argmax(wiped)) + 1
         e_bar, x_bar, d, entry_px, exit_px = (
             e_bar[:keep],
             x_bar[:keep],
@@ -158,11 +246,14 @@ def simulate(
             exit_px[:keep],
         )
         reason, is_open, growth = reason[:keep], is_open[:keep], growth[:keep]
-        exit_fee_rate, cash_before = exit_fee_rate[:keep], cash_before[:keep]
+        exit_fee_rate, wiped = exit_fee_rate[:keep], wiped[:keep]
         k = keep
+    cash_before = config.initial_capital * np.concatenate(([1.0], np.cumprod(growth)[:-1]))
     qty = frac * cash_before / (entry_px * (1.0 + fee))
     fees = qty * (fee * entry_px + exit_fee_rate * exit_px)
     pnl = qty * d * (exit_px - entry_px) - fees
+    if ruined:
+        pnl[wiped] = -cash_before[wiped]
     pnl_pct = pnl / (qty * entry_px) * 100.0
     cash_after = cash_before + pnl
 
@@ -185,17 +276,14 @@ def simulate(
         last_of_bar[:-1] = ev_bar[1:] != ev_bar[:-1]
     keep_ev = last_of_bar & (ev_bar < n)
     ev_bar, ev_a, ev_b = ev_bar[keep_ev], ev_a[keep_ev], ev_b[keep_ev]
+    span_start = np.concatenate(([0], ev_bar))
     seg_a = np.concatenate(([config.initial_capital], ev_a))
     seg_b = np.concatenate(([0.0], ev_b))
-    # Segment id of each bar: a running count of the span starts at or before it.
-    seg_id = np.zeros(n, dtype=np.int32)
-    seg_id[ev_bar] = 1
-    np.cumsum(seg_id, out=seg_id)
+    seg_id = _spans_to_bars(span_start, n)
     equity = _mark_to_market(seg_a, seg_b, seg_id, c, progress)
-    if sl is None and tp is None and not len(ruined):
-        position = held  # without stops or ruin the held target is the position
-    else:
-        position = np.sign(seg_b).astype(np.int8).take(seg_id)
+    # Without stops or ruin the held target is the position.
+    reshaped = shortened or ruined
+    position = np.sign(seg_b).astype(np.int8).take(seg_id) if reshaped else held
 
     x_report = np.where(is_open, n - 1, x_bar)
     exposure = int(np.sum(np.where(is_open, n, x_bar) - e_bar))
@@ -212,7 +300,43 @@ def simulate(
         reason=reason,
         is_open=is_open,
     )
-    return Simulation(equity=equity, position=position, trades=trades, exposure_bars=exposure)
+    return Simulation(
+        equity=equity,
+        position=position,
+        trades=trades,
+        exposure_bars=exposure,
+        orders_skipped=0,
+        span_cash=seg_a,
+        span_quantity=seg_b,
+        span_of_bar=seg_id,
+    )
+
+
+def _short_liquidation_levels(
+    bars: CandleArrays,
+    starts: IntArray,
+    active: np.ndarray,
+    d: FloatArray,
+    entry_px: FloatArray,
+    config: BacktestConfig,
+) -> FloatArray | None:
+    """Each trade's liquidation price (NaN for longs), or None when no bar reaches one.
+
+    Without leverage a long never loses more than its cost, but a short loses without
+    bound. Under fraction sizing the price at which closing a short (with its fee) would
+    leave nothing is a fixed multiple of its entry price:
+    entry * ((1 + fee) / fraction + 1 - fee) / (1 + fee).
+    """
+    if not config.allow_short or not (d < 0).any():
+        return None
+    fee, frac = config.fee_rate, config.size_fraction
+    level = np.where(d < 0, entry_px * (((1.0 + fee) / frac + 1.0 - fee) / (1.0 + fee)), np.nan)
+    # The highest high of each run of equal held position; a short whose run never reaches
+    # its level (the usual case) needs no bar-by-bar look.
+    run_high = np.maximum.reduceat(bars.high, starts)[active]
+    if not (run_high >= level).any():  # NaN compares False
+        return None
+    return level
 
 
 def _mark_to_market(
@@ -237,6 +361,52 @@ def _mark_to_market(
     return equity
 
 
+def _resolve_exits(
+    *,
+    bar_open: FloatArray,
+    d: FloatArray,
+    stop_hit: np.ndarray,
+    target_hit: np.ndarray,
+    liq_hit: np.ndarray,
+    stop_level: FloatArray,
+    target_level: FloatArray,
+    liq_level: FloatArray,
+    slip: float,
+) -> tuple[FloatArray, IntArray]:
+    """Fill price and reason of exits on bars where some level was reached.
+
+    A bar that opens beyond a level fills at the open (liquidation first, then the stop,
+    then the target). Otherwise the adverse levels come before the target (the pessimistic
+    assumption), and of the stop and the liquidation level the nearer one comes first.
+    Stops are market orders and slip; take-profits (limit orders) and liquidations do not.
+    """
+    # Prices as "how far in the trade's favour": for a long favour = price, short -price.
+    fav_open = d * bar_open
+    s_fav, t_fav, l_fav = d * stop_level, d * target_level, d * liq_level
+    gap_liq = liq_hit & (fav_open <= l_fav)
+    gap_stop = stop_hit & (fav_open <= s_fav) & ~gap_liq
+    gap_target = target_hit & (fav_open >= t_fav) & ~gap_stop & ~gap_liq
+    gap = gap_liq | gap_stop | gap_target
+    stop_first = stop_hit & (~liq_hit | (s_fav >= l_fav))
+    is_liq = gap_liq | (~gap & liq_hit & ~stop_first)
+    is_stop = gap_stop | (~gap & ~is_liq & stop_hit)
+    level = np.where(is_liq, liq_level, np.where(is_stop, stop_level, target_level))
+    price = np.where(gap, bar_open, level)
+    price = np.where(is_stop, price * (1.0 - d * slip), price)
+    reason = np.where(is_liq, EXIT_LIQUIDATION, np.where(is_stop, EXIT_STOP, EXIT_TARGET))
+    return price, reason.astype(np.int64)
+
+
+def _stop_levels(entry_px: FloatArray, d: FloatArray, config: BacktestConfig) -> tuple[Any, Any]:
+    """Stop-loss and take-profit prices from the entry fill price (NaN where not set)."""
+    nan = np.full(np.shape(entry_px), np.nan)
+    stop = nan if config.stop_loss_pct is None else entry_px * (1 - d * config.stop_loss_pct / 100)
+    target = (
+        nan if config.take_profit_pct is None else entry_px * (1 + d * config.take_profit_pct / 100)
+    )
+    return stop, target
+
+
 def _apply_stops(
     bars: CandleArrays,
     e_bar: IntArray,
@@ -244,14 +414,15 @@ def _apply_stops(
     d: FloatArray,
     entry_px: FloatArray,
     config: BacktestConfig,
+    liquidation: FloatArray | None,
 ) -> tuple[IntArray, IntArray, FloatArray]:
-    """Shorten each trade at its first stop or target hit; returns (exit bar, reason, price).
+    """Shorten each trade at its first stop, target or liquidation hit; returns (exit bar,
+    reason, price).
 
     Levels are set from the entry fill price and checked from the entry bar onward: the
     entry fills at that bar's open, so all of that bar's range trades after it.
     """
     o, h, lo = bars.open, bars.high, bars.low
-    slip = config.slippage
     k = len(e_bar)
     # Every bar of every trade, tagged with its trade, as one flat array.
     lengths = planned_end - e_bar
@@ -261,25 +432,19 @@ def _apply_stops(
     bar += np.repeat(e_bar, lengths)
     dd = d[trade_of]
     long = dd > 0
-    bo, bh, bl = o[bar], h[bar], lo[bar]
-    # Express every price as "how far in the trade's favour", so one comparison serves both
-    # sides: for a long, favour = price; for a short, favour = -price.
+    bh, bl = h[bar], lo[bar]
+    # For a long favour = price; for a short favour = -price: one comparison serves both.
     worst = np.where(long, bl, -bh)
     best = np.where(long, bh, -bl)
-    fo = dd * bo
 
-    stop_hit = np.zeros(len(bar), dtype=bool)
-    target_hit = np.zeros(len(bar), dtype=bool)
-    stop_level = np.full(k, np.nan)
-    target_level = np.full(k, np.nan)
-    if config.stop_loss_pct is not None:
-        stop_level = entry_px * (1.0 - d * config.stop_loss_pct / 100.0)
-        stop_hit = worst <= d[trade_of] * stop_level[trade_of]
-    if config.take_profit_pct is not None:
-        target_level = entry_px * (1.0 + d * config.take_profit_pct / 100.0)
-        target_hit = best >= d[trade_of] * target_level[trade_of]
+    stop_level, target_level = _stop_levels(entry_px, d, config)
+    liq_level = np.full(k, np.nan) if liquidation is None else liquidation
+    # NaN levels compare False: a level that is not set is never hit.
+    stop_hit = worst <= (d * stop_level)[trade_of]
+    target_hit = best >= (d * target_level)[trade_of]
+    liq_hit = worst <= (d * liq_level)[trade_of]
 
-    first = _first_in_segment(stop_hit | target_hit, seg_starts, seg_starts + lengths)
+    first = _first_in_segment(stop_hit | target_hit | liq_hit, seg_starts, seg_starts + lengths)
     hit = first < seg_starts + lengths
     x_bar = planned_end.copy()
     reason = np.full(k, EXIT_SIGNAL, dtype=np.int64)
@@ -288,21 +453,302 @@ def _apply_stops(
         return x_bar, reason, exit_px
     at = first[hit]
     t = np.flatnonzero(hit)
-    fav_open = fo[at]
-    s_fav = d[t] * stop_level[t]
-    tgt_fav = d[t] * target_level[t]
-    gap_stop = stop_hit[at] & (fav_open <= s_fav)
-    gap_target = target_hit[at] & (fav_open >= tgt_fav) & ~gap_stop
-    # Both levels inside one bar's range (and no gap): assume the stop came first.
-    is_stop = gap_stop | (stop_hit[at] & ~gap_target)
-    price = np.where(
-        gap_stop | gap_target,
-        bo[at],
-        np.where(is_stop, stop_level[t], target_level[t]),
+    price, why = _resolve_exits(
+        bar_open=o[bar[at]],
+        d=d[t],
+        stop_hit=stop_hit[at],
+        target_hit=target_hit[at],
+        liq_hit=liq_hit[at],
+        stop_level=stop_level[t],
+        target_level=target_level[t],
+        liq_level=liq_level[t],
+        slip=config.slippage,
     )
-    # A triggered stop is a market order and slips; a take-profit is a resting limit.
-    price = np.where(is_stop, price * (1.0 - d[t] * slip), price)
     x_bar[t] = bar[at]
-    reason[t] = np.where(is_stop, EXIT_STOP, EXIT_TARGET)
+    reason[t] = why
     exit_px[t] = price
     return x_bar, reason, exit_px
+
+
+# --- Order by order -------------------------------------------------------------------
+
+
+class _Account:
+    """Cash, the signed quantity held, and the round trip in progress, fill by fill.
+
+    Used by `_simulate_orders`; every number is a Python float, since the per-order work
+    is scalar and numpy scalars would only slow it down.
+    """
+
+    def __init__(self, config: BacktestConfig, n: int) -> None:
+        self.config = config
+        self.n = n
+        # Read on every fill: attributes of the account are quicker than of the config.
+        self.fee_rate, self.fixed_fee, self.min_fee = (
+            config.fee_rate,
+            config.fixed_fee,
+            config.min_fee,
+        )
+        self.cash = float(config.initial_capital)
+        self.quantity = 0.0
+        self.ruined = False
+        self.skipped = 0
+        self.span_start: list[int] = [0]
+        self.span_cash: list[float] = [self.cash]
+        self.span_quantity: list[float] = [0.0]
+        self.rows: list[tuple[Any, ...]] = []
+        # The round trip in progress.
+        self.entry_bar = 0
+        self.side = 0
+        self.cash_before = 0.0
+        self.added = self.added_notional = self.reduced = self.reduced_notional = 0.0
+        self.fees = 0.0
+        self.stop_level = math.nan
+        self.target_level = math.nan
+
+    def _span(self, bar: int) -> None:
+        # Several fills on one bar (a flip, a stop on the entry bar): the last one holds
+        # at the close.
+        if self.span_start[-1] == bar:
+            self.span_cash[-1], self.span_quantity[-1] = self.cash, self.quantity
+        else:
+            self.span_start.append(bar)
+            self.span_cash.append(self.cash)
+            self.span_quantity.append(self.quantity)
+
+    def fill(self, bar: int, units: float, price: float, *, after: float | None = None) -> None:
+        """Buy (units > 0) or sell (units < 0) at `price` on `bar`; `after` is the quantity
+        held afterwards when the caller knows it exactly (on the quantity step)."""
+        notional = abs(units) * price
+        fee = max(self.fee_rate * notional + self.fixed_fee, self.min_fee)
+        if self.quantity == 0.0:
+            c = self.config
+            self.entry_bar, self.side, self.cash_before = bar, (1 if units > 0 else -1), self.cash
+            self.added = self.added_notional = self.reduced = self.reduced_notional = 0.0
+            self.fees = 0.0
+            sl, tp = c.stop_loss_pct, c.take_profit_pct
+            self.stop_level = math.nan if sl is None else price * (1 - self.side * sl / 100)
+            self.target_level = math.nan if tp is None else price * (1 + self.side * tp / 100)
+        self.cash -= units * price + fee
+        self.fees += fee
+        if units * self.side > 0:
+            self.added += abs(units)
+            self.added_notional += notional
+        else:
+            self.reduced += abs(units)
+            self.reduced_notional += notional
+        self.quantity = self.quantity + units if after is None else after
+        self._span(bar)
+
+    def close(self, bar: int, price: float, reason: int) -> None:
+        """Close the whole position; an account left with nothing is ruined."""
+        self.fill(bar, -self.quantity, price, after=0.0)
+        if reason == EXIT_LIQUIDATION or self.cash <= 0.0:
+            # The account cannot lose more than it has: a fill beyond the liquidation
+            # level (a gap) costs everything, and no more.
+            self.cash = 0.0
+            reason = EXIT_LIQUIDATION
+            self.ruined = True
+            self._span(bar)
+        self.rows.append(self._row(bar, reason, is_open=False, last_close=0.0))
+
+    def _row(self, bar: int, reason: int, *, is_open: bool, last_close: float) -> tuple[Any, ...]:
+        # pnl is what the round trip did to the account (for an open one, marked to the
+        # last close): the same as side * (exit notional - entry notional) - fees, except
+        # that a wiped-out account loses what it had and no more.
+        pnl = self.cash + self.quantity * last_close - self.cash_before
+        if is_open:
+            units = abs(self.quantity)
+            exit_price = (self.reduced_notional + units * last_close) / (self.reduced + units)
+        else:
+            exit_price = self.reduced_notional / self.reduced
+        return (
+            self.entry_bar,
+            bar,
+            float(self.side),
+            self.added_notional / self.added,
+            exit_price,
+            self.added,
+            pnl,
+            pnl / self.added_notional * 100.0,
+            self.fees,
+            reason,
+            is_open,
+        )
+
+    def mark_open_trade(self, last_close: float) -> None:
+        if self.quantity != 0.0:
+            self.rows.append(self._row(self.n - 1, EXIT_END, is_open=True, last_close=last_close))
+
+    def liquidation_level(self) -> float:
+        """The price at which closing the position (with its fee) would leave nothing."""
+        cash, units = self.cash, abs(self.quantity)
+        if self.quantity > 0:
+            by_rate = (self.fixed_fee - cash) / (units * (1.0 - self.fee_rate))
+            return max(by_rate, (self.min_fee - cash) / units)
+        by_rate = (cash - self.fixed_fee) / (units * (1.0 + self.fee_rate))
+        return min(by_rate, (cash - self.min_fee) / units)
+
+
+def _full_size(config: BacktestConfig, equity: float, price: float) -> float:
+    """Units a target of 1 asks for at `price` with `equity` (see BacktestConfig.sizing)."""
+    if config.sizing == SIZING_FIXED_QUANTITY:
+        return float(config.fixed_quantity)  # type: ignore[arg-type]
+    if config.sizing == SIZING_FIXED_NOTIONAL:
+        return float(config.fixed_notional) / price  # type: ignore[arg-type]
+    if config.sizing == SIZING_RISK:
+        # Losing the stop distance on every unit costs risk_pct % of equity.
+        distance = price * config.stop_loss_pct / 100.0  # type: ignore[operator]
+        return equity * config.risk_pct / 100.0 / distance  # type: ignore[operator]
+    return _affordable(config, config.size_fraction * equity, price)
+
+
+def _affordable(config: BacktestConfig, budget: float, price: float) -> float:
+    """Most units whose notional and fee together fit in `budget`."""
+    by_rate = (budget - config.fixed_fee) / (price * (1.0 + config.fee_rate))
+    by_minimum = (budget - config.min_fee) / price
+    return max(0.0, min(by_rate, by_minimum))
+
+
+def _simulate_orders(
+    bars: CandleArrays,
+    held: FloatArray,
+    config: BacktestConfig,
+    progress: ProgressFn | None,
+) -> Simulation:
+    """The general case, one change of target at a time (see the module docstring)."""
+    n = len(bars)
+    o, h, lo, c = bars.open, bars.high, bars.low, bars.close
+    slip = config.slippage
+    step = config.quantity_step
+    starts, ends, values = _runs(held)
+    # The extremes of each run: only a run whose range reaches a level is searched bar by bar.
+    run_high = np.maximum.reduceat(h, starts).tolist()
+    run_low = np.minimum.reduceat(lo, starts).tolist()
+    account = _Account(config, n)
+    # Orders only ever fill at the open of a run's first bar.
+    run_open = o[starts].tolist()
+    runs = zip(starts.tolist(), ends.tolist(), values.tolist(), run_open, strict=True)
+    for r, (s, e, v, bar_open) in enumerate(runs):
+        side = (v > 0) - (v < 0)
+        if account.quantity != 0.0 and side != account.side:
+            # Flat or the other side: close everything at this open, as a signal.
+            account.close(s, bar_open * (1.0 - account.side * slip), EXIT_SIGNAL)
+            if account.ruined:
+                break
+        if side:
+            _rebalance(account, s, side, abs(v), bar_open, step)
+            if account.ruined:
+                break
+        if account.quantity != 0.0:
+            _check_levels(account, bars, s, e, run_high[r], run_low[r])
+            if account.ruined:
+                break
+    account.mark_open_trade(float(c[-1]))
+
+    span_start = np.asarray(account.span_start, dtype=np.int64)
+    span_cash = np.asarray(account.span_cash)
+    span_quantity = np.asarray(account.span_quantity)
+    span_of_bar = _spans_to_bars(span_start, n)
+    equity = _mark_to_market(span_cash, span_quantity, span_of_bar, c, progress)
+    lengths = np.diff(np.concatenate((span_start, [n])))
+    return Simulation(
+        equity=equity,
+        position=np.sign(span_quantity).astype(np.int8).take(span_of_bar),
+        trades=_trades_of_rows(account.rows),
+        exposure_bars=int(lengths[span_quantity != 0.0].sum()),
+        orders_skipped=account.skipped,
+        span_cash=span_cash,
+        span_quantity=span_quantity,
+        span_of_bar=span_of_bar,
+    )
+
+
+def _rebalance(
+    account: _Account, bar: int, side: int, fraction: float, bar_open: float, step: float | None
+) -> None:
+    """Bring the position to `fraction` of the full size on `side` at `bar`'s open."""
+    config = account.config
+    equity = account.cash + account.quantity * bar_open
+    buy_in = bar_open * (1.0 + side * config.slippage)  # adding to a position on `side`
+    desired = fraction * _full_size(config, equity, buy_in)
+    if config.sizing != SIZING_FRACTION:
+        # Without leverage no position may cost more than the equity: notional + fee <=
+        # equity (a fraction of equity never does).
+        desired = min(desired, _affordable(config, equity, buy_in))
+    if step is not None:
+        desired = math.floor(desired / step + _STEP_TOLERANCE) * step
+    held = abs(account.quantity)
+    if desired == held:
+        if held == 0.0:
+            account.skipped += 1  # an entry that rounds down to nothing
+        return
+    if desired <= 0.0:
+        # Closing entirely is never skipped: the position must be able to go.
+        account.close(bar, bar_open * (1.0 - side * config.slippage), EXIT_SIGNAL)
+        return
+    change = desired - held
+    price = buy_in if change > 0 else bar_open * (1.0 - side * config.slippage)
+    if abs(change) * price < config.min_notional:
+        account.skipped += 1
+        return
+    account.fill(bar, side * change, price, after=side * desired)
+
+
+def _check_levels(
+    account: _Account, bars: CandleArrays, start: int, end: int, high: float, low: float
+) -> None:
+    """Close the position at the first stop, target or liquidation level reached in
+    bars [start, end), all of which it is held through (rules in `_resolve_exits`)."""
+    side = account.side
+    liq = account.liquidation_level()
+    stop, target = account.stop_level, account.target_level
+    worst = low if side > 0 else -high
+    best = high if side > 0 else -low
+    # NaN levels compare False.
+    if not (worst <= side * stop or worst <= side * liq or best >= side * target):
+        return
+    span = slice(start, end)
+    worst_bars = bars.low[span] if side > 0 else -bars.high[span]
+    best_bars = bars.high[span] if side > 0 else -bars.low[span]
+    stop_hit = worst_bars <= side * stop
+    liq_hit = worst_bars <= side * liq
+    target_hit = best_bars >= side * target
+    any_hit = stop_hit | liq_hit | target_hit
+    i = int(np.argmax(any_hit))
+    d = np.array([float(side)])
+    price, reason = _resolve_exits(
+        bar_open=bars.open[start + i : start + i + 1],
+        d=d,
+        stop_hit=stop_hit[i : i + 1],
+        target_hit=target_hit[i : i + 1],
+        liq_hit=liq_hit[i : i + 1],
+        stop_level=np.array([stop]),
+        target_level=np.array([target]),
+        liq_level=np.array([liq]),
+        slip=account.config.slippage,
+    )
+    account.close(start + i, float(price[0]), int(reason[0]))
+
+
+def _trades_of_rows(rows: list[tuple[Any, ...]]) -> Trades:
+    if not rows:
+        empty = np.empty(0)
+        none = np.empty(0, dtype=np.int64)
+        return Trades(
+            none, none, empty, empty, empty, empty, empty, empty, empty, none, empty.astype(bool)
+        )
+    columns = list(zip(*rows, strict=True))
+    return Trades(
+        entry_bar=np.asarray(columns[0], dtype=np.int64),
+        exit_bar=np.asarray(columns[1], dtype=np.int64),
+        direction=np.asarray(columns[2]),
+        entry_price=np.asarray(columns[3]),
+        exit_price=np.asarray(columns[4]),
+        quantity=np.asarray(columns[5]),
+        pnl=np.asarray(columns[6]),
+        pnl_pct=np.asarray(columns[7]),
+        fees=np.asarray(columns[8]),
+        reason=np.asarray(columns[9], dtype=np.int64),
+        is_open=np.asarray(columns[10], dtype=bool),
+    )

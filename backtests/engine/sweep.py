@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from backtests.engine.backtest import check_length, drawdown_of, resolve_kind
+from backtests.engine.backtest import check_length, drawdown_of, fit_to_candles, resolve_kind
 from backtests.engine.candles import validate_candles
 from backtests.engine.config import BacktestConfig
 from backtests.engine.errors import EngineError, InsufficientDataError
@@ -172,6 +172,7 @@ def run_sweep(
     strategy_kind = resolve_kind(kind)
     combos, skipped = _expand(strategy_kind, grid)
     bars = validate_candles(candles)
+    config = fit_to_candles(config, bars)
     runnable = []
     for params in combos:
         try:
@@ -198,14 +199,7 @@ def run_sweep(
         target = strategy_kind.positions(candles, params, cache)
         sim = simulate(bars, target, config)
         drawdown = drawdown_of(sim.equity)
-        metrics = compute_metrics(
-            context=context,
-            equity=sim.equity,
-            drawdown=drawdown,
-            trades=sim.trades,
-            exposure_bars=sim.exposure_bars,
-            config=config,
-        )
+        metrics = compute_metrics(context=context, sim=sim, drawdown=drawdown, config=config)
         rows.append({**params, **metrics})
         if progress is not None:
             progress(done, total)

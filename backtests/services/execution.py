@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import pandas as pd
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
@@ -42,6 +43,7 @@ from persistence.downloads import PARQUET_MIME
 from persistence.models import StorageFormat
 from persistence.services import artifact_save, cache_store
 from strategies.library.base import StrategyRef
+from strategies.library.indicators import IndicatorCache
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +51,50 @@ logger = logging.getLogger(__name__)
 # skips it. The engine takes the rest up to SAVE_START, saving takes the last few percent.
 LOAD_SHARE = 40.0
 SAVE_START = 95.0
+# Share of the engine's part of the bar given to training an ML predictor's folds.
+TRAIN_SHARE = 0.9
+
+# What a running run is doing, sent with every progress message so the page's text names the
+# phase the bar is in and counts that phase's own units: candles loaded, bars simulated.
+PHASE_QUEUED = "queued"
+PHASE_LOADING = "loading candles"
+PHASE_TRAINING = "training models"  # ML predictor runs only: one tick per fold
+PHASE_SIMULATING = "simulating"
+PHASE_SAVING = "saving"
+PHASE_FINISHED = "finished"
 
 
 def headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {name: metrics.get(name) for name in HEADLINE_METRICS}
 
 
-def progress_message(run: BacktestRun, *, eta_seconds: float | None = None) -> dict[str, Any]:
+def _phase_of(run: BacktestRun) -> tuple[str, int, int]:
+    """(phase, done, total) as the run's row tells it, for a subscriber arriving late: while
+    loading, the row keeps the candle count in bars_total and the bar at its loading share."""
+    if run.status == RunStatus.QUEUED:
+        return PHASE_QUEUED, 0, 0
+    if run.status != RunStatus.RUNNING:
+        return PHASE_FINISHED, run.bars_done, run.bars_total
+    if run.progress >= SAVE_START:
+        return PHASE_SAVING, 0, 0
+    if run.bars_done > 0:
+        return PHASE_SIMULATING, run.bars_done, run.bars_total
+    loaded = round(run.bars_total * min(float(run.progress), LOAD_SHARE) / LOAD_SHARE)
+    return PHASE_LOADING, loaded, run.bars_total
+
+
+def progress_message(
+    run: BacktestRun,
+    *,
+    eta_seconds: float | None = None,
+    phase: tuple[str, int, int] | None = None,
+) -> dict[str, Any]:
+    """The run's progress for its channel group; `phase` is (name, done, total) in that
+    phase's units (candles while loading, bars while simulating), from the row if not given.
+
+    bars_done and bars_total are the bars simulated, as before (the admin page shows them).
+    """
+    name, done, total = phase if phase is not None else _phase_of(run)
     return {
         "type": "progress",
         "run": run.pk,
@@ -64,6 +103,9 @@ def progress_message(run: BacktestRun, *, eta_seconds: float | None = None) -> d
         "bars_done": run.bars_done,
         "bars_total": run.bars_total,
         "eta_seconds": eta_seconds,
+        "phase": name,
+        "phase_done": done,
+        "phase_total": total,
     }
 
 
@@ -91,7 +133,10 @@ class RunProgress:
     """Turns loading and engine callbacks into throttled progress on the run and its group.
 
     Each emitted tick is also the run's heartbeat and its cancellation check: the update
-    only matches while the run is still running under this execution's task id.
+    only matches while the run is still running under this execution's task id. The bar
+    moves through the phases in order (loading up to LOAD_SHARE, simulating up to
+    SAVE_START, then saving) and the first tick of each phase always goes out, so the text
+    never names a phase the bar has left.
     """
 
     def __init__(
@@ -102,27 +147,62 @@ class RunProgress:
         self.on_tick = on_tick
         self.throttle = ProgressThrottle(min_interval=settings.BACKTEST_PROGRESS_MIN_INTERVAL)
         self.engine_from = LOAD_SHARE
+        self.phase = PHASE_QUEUED
 
     def loading(self, rows: int, total: int) -> None:
         percent = LOAD_SHARE * rows / total if total else 0.0
-        self._tick(percent, bars_done=0, bars_total=total)
+        self._tick(percent, bars_done=0, bars_total=total, phase=(PHASE_LOADING, rows, total))
 
-    def loaded(self, *, bars: int, from_cache: bool) -> None:
+    def loaded(self, *, bars: int, from_cache: bool, trains: bool = False) -> None:
         # A parquet hit makes loading instant, so the engine gets the whole bar.
         self.engine_from = LOAD_SHARE if not from_cache else 0.0
-        self._tick(self.engine_from, bars_done=0, bars_total=bars)
+        # An ML predictor trains its folds first; their count comes with the first fold.
+        phase = (PHASE_TRAINING, 0, 0) if trains else (PHASE_SIMULATING, 0, bars)
+        self._tick(self.engine_from, bars_done=0, bars_total=bars, phase=phase)
+
+    def training(self, done: int, total: int) -> None:
+        """An ML predictor's folds, trained before the simulation: most of the engine's share.
+
+        Once every fold is trained the simulation continues the bar from where training left
+        it, so the bar never moves back.
+        """
+        share = (SAVE_START - self.engine_from) * TRAIN_SHARE
+        percent = self.engine_from + (share * done / total if total else share)
+        self._tick(
+            percent,
+            bars_done=0,
+            bars_total=self.run.bars_total,
+            phase=(PHASE_TRAINING, done, total),
+        )
+        if total and done >= total:
+            self.engine_from = percent
 
     def simulating(self, done: int, total: int) -> None:
+        if self.phase == PHASE_SAVING:
+            return  # the engine's closing calls, after the simulation reached its end
+        if total and done >= total:
+            # The engine has walked every bar; what follows is the metrics and the saving.
+            self._tick(SAVE_START, bars_done=total, bars_total=total, phase=(PHASE_SAVING, 0, 0))
+            return
         share = SAVE_START - self.engine_from
         percent = self.engine_from + (share * done / total if total else share)
-        self._tick(percent, bars_done=done, bars_total=total)
+        self._tick(percent, bars_done=done, bars_total=total, phase=(PHASE_SIMULATING, done, total))
 
     def _tick(
-        self, percent: float, *, bars_done: int, bars_total: int, final: bool = False
+        self,
+        percent: float,
+        *,
+        bars_done: int,
+        bars_total: int,
+        phase: tuple[str, int, int],
+        final: bool = False,
     ) -> None:
         percent = max(0.0, min(100.0, percent))
-        if not self.throttle.should_emit(percent, final=final):
+        # A new phase always goes out, however close to the last tick it comes.
+        new_phase = phase[0] != self.phase
+        if not self.throttle.should_emit(percent, final=final or new_phase):
             return
+        self.phase = phase[0]
         updated = BacktestRun.objects.filter(
             pk=self.run.pk, status=RunStatus.RUNNING, celery_task_id=self.task_id
         ).update(
@@ -134,7 +214,9 @@ class RunProgress:
         if not updated:
             raise BacktestCancelled
         self.run.progress, self.run.bars_done, self.run.bars_total = percent, bars_done, bars_total
-        message = progress_message(self.run, eta_seconds=self.throttle.eta_seconds(percent))
+        message = progress_message(
+            self.run, eta_seconds=self.throttle.eta_seconds(percent), phase=phase
+        )
         group_send(run_group(self.run.pk), {"type": "run.message", "payload": message})
         if self.on_tick is not None:
             self.on_tick(percent)
@@ -196,7 +278,12 @@ def _backtest_fail(*, run_id: int, task_id: str, error: str) -> None:
 
 @transaction.atomic
 def _backtest_complete(
-    *, run_id: int, task_id: str, result: BacktestResult, equity: bytes
+    *,
+    run_id: int,
+    task_id: str,
+    result: BacktestResult,
+    equity: bytes,
+    ml: tuple[pd.DataFrame, IndicatorCache] | None = None,
 ) -> BacktestRun | None:
     run = BacktestRun.objects.select_for_update().filter(pk=run_id).first()
     if run is None or run.status != RunStatus.RUNNING or run.celery_task_id != task_id:
@@ -209,6 +296,10 @@ def _backtest_complete(
         content=equity,
         params_hash=run.params_hash,
     )
+    if ml is not None:  # an ML predictor's per-fold diagnostics, with the rest of its results
+        from backtests.ml import ml_diagnostics_save
+
+        ml_diagnostics_save(run=run, candles=ml[0], cache=ml[1])
     summary = {"run": run.pk, "metrics": result.metrics, "bars": len(result.equity)}
     cache_store(
         kind=BACKTEST_CACHE_KIND,
@@ -259,15 +350,28 @@ def backtest_execute(
             end=run.end,
             progress=progress.loading,
         )
-        progress.loaded(bars=len(candles), from_cache=from_cache)
+        # An ML predictor reuses stored models through the cache and reports its folds.
+        # (Imported here: backtests.ml imports this package's errors, whose __init__ is us.)
+        from backtests.ml import ML_KIND, ml_cache
+
+        trains = run.kind == ML_KIND
+        progress.loaded(bars=len(candles), from_cache=from_cache, trains=trains)
+        cache = ml_cache(on_fold=progress.training) if trains else None
         result = run_backtest(
             candles,
             StrategyRef(kind=run.kind, params=run.parameters),
             run_engine_config(run),
             progress=progress.simulating,
+            cache=cache,
         )
         equity = equity_parquet(result)
-        return _backtest_complete(run_id=run_id, task_id=task_id, result=result, equity=equity)
+        return _backtest_complete(
+            run_id=run_id,
+            task_id=task_id,
+            result=result,
+            equity=equity,
+            ml=(candles, cache) if cache is not None else None,
+        )
     except BacktestCancelled:
         logger.info("run %s: stopped, it was cancelled or taken over", run_id)
         return None

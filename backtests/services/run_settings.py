@@ -6,17 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.utils import timezone
 
-from backtests.engine import ENGINE_VERSION, BacktestConfig, ParamValidationError
-from backtests.models import BacktestSettings
+from backtests.engine import (
+    ENGINE_VERSION,
+    BacktestConfig,
+    InvalidConfigError,
+    ParamValidationError,
+)
+from backtests.models import BacktestSettings, Sizing
 from backtests.services.errors import BacktestInputError
+from marketdata.models import Instrument
 from marketdata.selectors import candle_count_at_least, candle_data_version, candle_span
-from marketdata.timeframes import TIMEFRAME_SECONDS
+from marketdata.timeframes import TIMEFRAME_SECONDS, timeframe_offset
 from persistence.services import params_record
 from strategies.library.base import StrategyKind
 from strategies.library.registry import UnknownStrategyKind, get_kind
@@ -32,10 +38,20 @@ OVERRIDABLE = (
     "fee_rate",
     "slippage_bps",
     "size_fraction",
+    "sizing",
+    "fixed_quantity",
+    "fixed_notional",
+    "risk_pct",
+    "fixed_fee",
+    "min_fee",
     "allow_short",
     "stop_loss_pct",
     "take_profit_pct",
 )
+
+# What the instrument contributes to a result (its calendar, its order-size rules): taken
+# from the instrument row, never stored on the run, but part of the params hash.
+FROM_INSTRUMENT = ("calendar", "quantity_step", "min_notional")
 
 
 @dataclass(frozen=True)
@@ -56,22 +72,39 @@ class RunSettings:
     allow_short: bool
     stop_loss_pct: Decimal | None
     take_profit_pct: Decimal | None
+    sizing: str = Sizing.FRACTION
+    fixed_quantity: Decimal | None = None
+    fixed_notional: Decimal | None = None
+    risk_pct: Decimal | None = None
+    fixed_fee: Decimal = Decimal("0")
+    min_fee: Decimal = Decimal("0")
+    # From the instrument (FROM_INSTRUMENT).
+    calendar: str = "24/7"
+    quantity_step: Decimal | None = None
+    min_notional: Decimal = Decimal("0")
 
     @classmethod
     def from_stored(cls, stored: BacktestSettings, *, parameters: Mapping[str, Any]) -> RunSettings:
         """The settings a stored run or sweep was resolved to, with `parameters` for its kind.
 
         A sweep stores one set of settings for many parameter combinations, hence the
-        argument. Every other field is copied by name, so a new field needs no change here.
+        argument. Every other field is copied by name, so a new field needs no change here;
+        the instrument's (FROM_INSTRUMENT) are read from the instrument as it is now.
         """
         copied = {
             field.name: getattr(stored, field.name)
             for field in fields(cls)
-            if field.name not in ("parameters", "symbol")
+            if field.name not in ("parameters", "symbol", *FROM_INSTRUMENT)
         }
-        return cls(**copied, parameters=dict(parameters), symbol=stored.instrument.symbol)
+        return cls(
+            **copied,
+            **_instrument_settings(stored.instrument),
+            parameters=dict(parameters),
+            symbol=stored.instrument.symbol,
+        )
 
     def _settings(self) -> dict[str, Any]:
+        """The settings a run or sweep stores (the model fields they name)."""
         return {
             "kind": self.kind,
             "parameters": self.parameters,
@@ -85,12 +118,21 @@ class RunSettings:
             "allow_short": self.allow_short,
             "stop_loss_pct": self.stop_loss_pct,
             "take_profit_pct": self.take_profit_pct,
+            "sizing": self.sizing,
+            "fixed_quantity": self.fixed_quantity,
+            "fixed_notional": self.fixed_notional,
+            "risk_pct": self.risk_pct,
+            "fixed_fee": self.fixed_fee,
+            "min_fee": self.min_fee,
         }
 
     def hash_payload(self, *, data_version: str) -> dict[str, Any]:
-        """What goes into params_hash: the settings, the engine version, the data version."""
+        """What goes into params_hash: the settings, what the instrument contributes (so
+        results on different calendars or order-size rules never share a key), the engine
+        version and the data version."""
         return {
             **self._settings(),
+            **{name: getattr(self, name) for name in FROM_INSTRUMENT},
             "instrument": self.symbol,
             "engine_version": ENGINE_VERSION,
             "candle_data_version": data_version,
@@ -98,6 +140,37 @@ class RunSettings:
 
     def model_fields(self) -> dict[str, Any]:
         return {**self._settings(), "instrument_id": self.instrument_id}
+
+    def engine_config(self) -> BacktestConfig:
+        """The one place the Decimal settings become the engine's floats."""
+        optional = _float
+        return BacktestConfig(
+            initial_capital=float(self.initial_capital),
+            fee_rate=float(self.fee_rate),
+            fixed_fee=float(self.fixed_fee),
+            min_fee=float(self.min_fee),
+            slippage_bps=float(self.slippage_bps),
+            sizing=self.sizing,
+            size_fraction=float(self.size_fraction),
+            fixed_quantity=optional(self.fixed_quantity),
+            fixed_notional=optional(self.fixed_notional),
+            risk_pct=optional(self.risk_pct),
+            quantity_step=optional(self.quantity_step),
+            min_notional=float(self.min_notional),
+            allow_short=self.allow_short,
+            stop_loss_pct=optional(self.stop_loss_pct),
+            take_profit_pct=optional(self.take_profit_pct),
+            timeframe=self.timeframe,
+            calendar=self.calendar,
+        )
+
+
+def _instrument_settings(instrument: Instrument) -> dict[str, Any]:
+    return {
+        "calendar": instrument.calendar,
+        "quantity_step": instrument.quantity_step,
+        "min_notional": instrument.min_notional,
+    }
 
 
 def _decimal(value: Any, field: str, errors: dict[str, Any]) -> Decimal | None:
@@ -159,7 +232,7 @@ def _range_clip(
             {"end": [f"No {timeframe} candles of {symbol} are stored (requested {requested})."]}
         )
     first = span[0].to_pydatetime()
-    after_last = (span[1] + timedelta(seconds=TIMEFRAME_SECONDS[timeframe])).to_pydatetime()
+    after_last = (span[1] + timeframe_offset(timeframe)).to_pydatetime()
     if start >= after_last or end <= first:
         raise BacktestInputError(
             {
@@ -231,6 +304,26 @@ def run_settings_resolve(
     _check(errors, "allow_short", isinstance(allow_short, bool), "Must be true or false.")
     if allow_short is True and not kind.allows_short:
         errors.setdefault("allow_short", [f"{kind.name} never goes short."])
+    sizing = overrides.get("sizing") or Sizing.FRACTION
+    fixed_quantity = pick("fixed_quantity", None)
+    fixed_notional = pick("fixed_notional", None)
+    risk_pct = pick("risk_pct", None)
+    fixed_fee = pick("fixed_fee", Decimal("0")) or Decimal("0")
+    min_fee = pick("min_fee", Decimal("0")) or Decimal("0")
+    # The engine states the sizing and fee rules once (BacktestConfig.validate); fields
+    # that already failed to parse keep their first error.
+    _engine_check(
+        errors,
+        BacktestConfig(
+            sizing=sizing,
+            fixed_quantity=_float(fixed_quantity),
+            fixed_notional=_float(fixed_notional),
+            risk_pct=_float(risk_pct),
+            stop_loss_pct=_float(stop),
+            fixed_fee=float(fixed_fee),
+            min_fee=float(min_fee),
+        ),
+    )
     _range_check(start, end, errors)
     if errors:
         raise BacktestInputError(errors)
@@ -257,26 +350,33 @@ def run_settings_resolve(
         allow_short=bool(allow_short),
         stop_loss_pct=stop,
         take_profit_pct=target,
+        sizing=sizing,
+        fixed_quantity=fixed_quantity,
+        fixed_notional=fixed_notional,
+        risk_pct=risk_pct,
+        fixed_fee=fixed_fee,
+        min_fee=min_fee,
+        **_instrument_settings(strategy.instrument),
     )
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _engine_check(errors: dict[str, Any], config: BacktestConfig) -> None:
+    """`config`'s problems by the engine's rules, added as per-field errors."""
+    try:
+        config.validate()
+    except InvalidConfigError as exc:
+        for name, messages in exc.errors.items():
+            errors.setdefault(name, messages)
 
 
 def run_engine_config(run: BacktestSettings | RunSettings) -> BacktestConfig:
-    """The engine config of a stored run or sweep, or of resolved settings: the one place the
-    Decimal settings become the engine's floats."""
-
-    def optional(value: Decimal | None) -> float | None:
-        return None if value is None else float(value)
-
-    return BacktestConfig(
-        initial_capital=float(run.initial_capital),
-        fee_rate=float(run.fee_rate),
-        slippage_bps=float(run.slippage_bps),
-        size_fraction=float(run.size_fraction),
-        allow_short=run.allow_short,
-        stop_loss_pct=optional(run.stop_loss_pct),
-        take_profit_pct=optional(run.take_profit_pct),
-        timeframe=run.timeframe,
-    )
+    """The engine config of a stored run, sweep or study, or of resolved settings."""
+    settings = run if isinstance(run, RunSettings) else RunSettings.from_stored(run, parameters={})
+    return settings.engine_config()
 
 
 def backtest_key(*, run_settings: RunSettings) -> str:

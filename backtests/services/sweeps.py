@@ -73,7 +73,6 @@ MINIMIZED_METRICS = frozenset(
         "commissions",
         "max_consecutive_losses",
         "losing_days",
-        "min_equity",
     }
 )
 RANKABLE_METRICS = tuple(name for name in METRIC_DEFINITIONS if name not in ("start", "end"))

@@ -93,6 +93,8 @@ def trades_insert(*, run_id: int, trades: pd.DataFrame) -> int:
     Values are prepared above as Django would; the table's check constraints still apply.
     Runs inside the caller's transaction.
     """
+    if trades.empty:  # a run whose every order was skipped has no trade columns to convert
+        return 0
     rows = _trade_rows(run_id, trades)
     if not rows:
         return 0

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "strategies",
     "trading",
     "backtests",
+    "studies",
 ]
 
 MIDDLEWARE = [
@@ -145,6 +146,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = "config.formats"  # 24-hour ISO dates, "UTC" said once
 
 STATIC_URL = "static/"
 STATICFILES_FINDERS = [
@@ -386,6 +388,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {  # type: ignore[assignment]
     "OrderStatusEnum": "trading.models.OrderStatus",
     "OpenClosedStatusEnum": "trading.models.PositionStatus",
     "RunStatusEnum": "backtests.models.RunStatus",
+    "RankMetricEnum": "backtests.services.sweeps.RANKABLE_METRICS",
 }
 
 # --- Operator metrics (config/metrics.py): GET /metrics for Prometheus -----------------
@@ -407,3 +410,27 @@ _PROMETHEUS_BACKENDS = {
 }
 for _database in DATABASES.values():
     _database["ENGINE"] = _PROMETHEUS_BACKENDS.get(_database["ENGINE"], _database["ENGINE"])
+
+# --- Research studies (owned by studies/; see studies/services/) ------------------------
+# Trials per optimisation (per fold), folds per walk-forward and trials in flight, at most.
+STUDY_MAX_TRIALS = env_int("STUDY_MAX_TRIALS", 5000)
+STUDY_MAX_FOLDS = env_int("STUDY_MAX_FOLDS", 50)
+STUDY_MAX_PARALLELISM = env_int("STUDY_MAX_PARALLELISM", 64)
+# Per-period returns each trial keeps for the Deflated Sharpe Ratio and PBO (studies.stats).
+STUDY_RETURN_PERIODS = env_int("STUDY_RETURN_PERIODS", 400)
+# A trial's worker writes a heartbeat this often while the engine runs; a trial whose
+# heartbeat is older than STUDY_STALE_AFTER_SECONDS lost its worker and is recorded failed
+# (one that never started is dispatched again). Redelivered trials give up after this many.
+STUDY_HEARTBEAT_SECONDS = float(env_str("STUDY_HEARTBEAT_SECONDS", "5"))
+STUDY_STALE_AFTER_SECONDS = env_int("STUDY_STALE_AFTER_SECONDS", 60)
+STUDY_MAX_ATTEMPTS = env_int("STUDY_MAX_ATTEMPTS", 3)
+# Grid and random trials go to workers in batches of up to this many (sharing indicators);
+# TPE and NSGA-II ask one trial at a time, so each learns from every result before it.
+STUDY_BATCH_SIZE = env_int("STUDY_BATCH_SIZE", 8)
+# A sweep's DSR and PBO are computed on request; above this many bar-backtests (combinations
+# times bars) the request is refused (409) rather than holding a web worker for minutes.
+STUDY_SWEEP_STATS_MAX_BAR_RUNS = env_int("STUDY_SWEEP_STATS_MAX_BAR_RUNS", 100_000_000)
+CELERY_BEAT_SCHEDULE["studies-reap-stale"] = {
+    "task": "studies.tasks.reap_stale",
+    "schedule": 60.0,
+}

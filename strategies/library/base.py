@@ -19,6 +19,15 @@ from strategies.library.indicators import IndicatorCache
 ParamType = Literal["int", "float", "bool"]
 ParamValue = int | float | bool
 
+# An overlay whose name starts with this is not on the price scale (RSI's 0 to 100, MACD's
+# price differences): a chart draws it on a small axis of its own, named without the prefix.
+OSCILLATOR_PREFIX = "oscillator: "
+
+
+def oscillator(name: str) -> str:
+    """The overlay name for a line that a chart must not draw on the price axis."""
+    return OSCILLATOR_PREFIX + name
+
 
 class ParamValidationError(ValueError):
     """Invalid strategy parameters; `errors` maps each field name to its messages."""
@@ -190,8 +199,9 @@ class StrategyKind:
     """A family of strategies sharing a signal rule; subclasses register with @register.
 
     `target_positions` maps candles to the position wanted after each bar's close: +1 long,
-    0 flat, -1 short (only where `allows_short`). The engine turns changes of that target
-    into fills at the next bar's open.
+    0 flat, -1 short (only where `allows_short`); a fraction in [-1, 1] asks for that share
+    of the sizing mode's full size. The engine turns changes of that target into fills at
+    the next bar's open.
     """
 
     name: ClassVar[str]
@@ -233,6 +243,18 @@ class StrategyKind:
         """Validate `params`, then return one float target position per candle."""
         cleaned = self.validate(params)
         return self.positions(candles, cleaned, cache)
+
+    def overlays(
+        self, candles: pd.DataFrame, params: Mapping[str, object]
+    ) -> dict[str, np.ndarray]:
+        """The indicator lines the kind trades on, for a chart: one value per candle (NaN
+        during warm-up), by the name a legend shows. `params` are validated first.
+
+        Lines on the price scale are named plainly ("SMA 10"); a line on another scale is
+        named with `oscillator(...)`. A kind that trades on no indicator has none.
+        """
+        self.validate(params)
+        return {}
 
     def spec_json(self) -> list[dict[str, Any]]:
         return self.params.to_json()

@@ -3,6 +3,9 @@
 Every kind emits the position wanted after each bar's close (+1, 0, -1). Kinds that can
 be short emit -1; a long-only backtest turns -1 into flat, which for every kind here is
 the same as "exit the long and wait for the next long entry".
+
+Each kind computes its indicator lines in one method that both `positions` (to trade) and
+`overlays` (to chart) call, so a chart shows exactly the lines the kind traded on.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from strategies.library import indicators as ind
-from strategies.library.base import LessThan, Param, ParamSpec, StrategyKind
+from strategies.library.base import LessThan, Param, ParamSpec, StrategyKind, oscillator
 from strategies.library.indicators import IndicatorCache
 from strategies.library.registry import register
 from strategies.library.signals import cross_positions, latch_positions
@@ -29,6 +32,11 @@ def _column(candles: pd.DataFrame, name: str, cache: IndicatorCache | None) -> n
 
 def _cached(cache: IndicatorCache | None, key: tuple[Any, ...], compute: Any) -> Any:
     return cache.get(key, compute) if cache is not None else compute()
+
+
+def _number(value: float) -> str:
+    """A parameter in an overlay's name: 2 rather than 2.0."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _sma(close: np.ndarray, window: int, cache: IndicatorCache | None) -> np.ndarray:
@@ -60,13 +68,23 @@ class SmaCross(StrategyKind):
         # The slow SMA exists from bar slow-1; a cross needs one more bar.
         return int(params["slow"])
 
+    def _lines(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        close = _column(candles, "close", cache)
+        return _sma(close, params["fast"], cache), _sma(close, params["slow"], cache)
+
     def positions(
         self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
     ) -> np.ndarray:
-        close = _column(candles, "close", cache)
-        fast = _sma(close, params["fast"], cache)
-        slow = _sma(close, params["slow"], cache)
-        return cross_positions(fast, slow)
+        return cross_positions(*self._lines(candles, params, cache))
+
+    def overlays(
+        self, candles: pd.DataFrame, params: Mapping[str, object]
+    ) -> dict[str, np.ndarray]:
+        cleaned = self.validate(params)
+        fast, slow = self._lines(candles, cleaned, None)
+        return {f"SMA {cleaned['fast']}": fast, f"SMA {cleaned['slow']}": slow}
 
 
 @register
@@ -89,13 +107,25 @@ class EmaCross(StrategyKind):
     def warmup_bars(self, params: Mapping[str, Any]) -> int:
         return int(params["slow"])
 
-    def positions(
-        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
-    ) -> np.ndarray:
+    def _lines(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         close = _column(candles, "close", cache)
         fast = _cached(cache, ("ema", params["fast"]), lambda: ind.ema(close, params["fast"]))
         slow = _cached(cache, ("ema", params["slow"]), lambda: ind.ema(close, params["slow"]))
-        return cross_positions(fast, slow)
+        return fast, slow
+
+    def positions(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
+    ) -> np.ndarray:
+        return cross_positions(*self._lines(candles, params, cache))
+
+    def overlays(
+        self, candles: pd.DataFrame, params: Mapping[str, object]
+    ) -> dict[str, np.ndarray]:
+        cleaned = self.validate(params)
+        fast, slow = self._lines(candles, cleaned, None)
+        return {f"EMA {cleaned['fast']}": fast, f"EMA {cleaned['slow']}": slow}
 
 
 @register
@@ -120,14 +150,33 @@ class RsiReversion(StrategyKind):
     def warmup_bars(self, params: Mapping[str, Any]) -> int:
         return int(params["window"])
 
+    def _rsi(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None
+    ) -> np.ndarray:
+        close = _column(candles, "close", cache)
+        return _cached(cache, ("rsi", params["window"]), lambda: ind.rsi(close, params["window"]))  # type: ignore[no-any-return]
+
     def positions(
         self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
     ) -> np.ndarray:
-        close = _column(candles, "close", cache)
-        value = _cached(cache, ("rsi", params["window"]), lambda: ind.rsi(close, params["window"]))
+        value = self._rsi(candles, params, cache)
         oversold = value < params["oversold"]
         overbought = value > params["overbought"]
         return latch_positions(oversold, overbought, overbought, oversold)
+
+    def overlays(
+        self, candles: pd.DataFrame, params: Mapping[str, object]
+    ) -> dict[str, np.ndarray]:
+        """RSI runs from 0 to 100, not on the price scale: an oscillator, with the two levels
+        it is compared with as flat lines on the same axis."""
+        cleaned = self.validate(params)
+        levels = np.ones(len(candles))
+        return {
+            oscillator(f"RSI {cleaned['window']}"): self._rsi(candles, cleaned, None),
+            oscillator(f"oversold {_number(cleaned['oversold'])}"): levels * cleaned["oversold"],
+            oscillator(f"overbought {_number(cleaned['overbought'])}"): levels
+            * cleaned["overbought"],
+        }
 
 
 @register
@@ -152,15 +201,32 @@ class MacdCross(StrategyKind):
         # The signal line exists from bar slow+signal-2; a cross needs one more bar.
         return int(params["slow"]) + int(params["signal"]) - 1
 
-    def positions(
-        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
-    ) -> np.ndarray:
+    def _lines(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         close = _column(candles, "close", cache)
         key = ("macd", params["fast"], params["slow"], params["signal"])
         line, signal, _ = _cached(
             cache, key, lambda: ind.macd(close, params["fast"], params["slow"], params["signal"])
         )
-        return cross_positions(line, signal)
+        return line, signal
+
+    def positions(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
+    ) -> np.ndarray:
+        return cross_positions(*self._lines(candles, params, cache))
+
+    def overlays(
+        self, candles: pd.DataFrame, params: Mapping[str, object]
+    ) -> dict[str, np.ndarray]:
+        """The MACD line is a difference of prices, near zero: an oscillator, with its signal
+        line on the same axis (the histogram is their difference, so it is left out)."""
+        cleaned = self.validate(params)
+        line, signal = self._lines(candles, cleaned, None)
+        return {
+            oscillator(f"MACD {cleaned['fast']}/{cleaned['slow']}"): line,
+            oscillator(f"signal {cleaned['signal']}"): signal,
+        }
 
 
 @register
@@ -185,16 +251,33 @@ class BollingerReversion(StrategyKind):
     def warmup_bars(self, params: Mapping[str, Any]) -> int:
         return int(params["window"]) - 1
 
-    def positions(
-        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
-    ) -> np.ndarray:
+    def _bands(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         close = _column(candles, "close", cache)
         window, num_std = params["window"], params["num_std"]
         middle = _sma(close, window, cache)
         std = _cached(cache, ("std", window), lambda: ind.rolling_std(close, window))
-        lower = middle - num_std * std
-        upper = middle + num_std * std
+        return middle - num_std * std, middle, middle + num_std * std
+
+    def positions(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
+    ) -> np.ndarray:
+        close = _column(candles, "close", cache)
+        lower, middle, upper = self._bands(candles, params, cache)
         return latch_positions(close < lower, close >= middle, close > upper, close <= middle)
+
+    def overlays(
+        self, candles: pd.DataFrame, params: Mapping[str, object]
+    ) -> dict[str, np.ndarray]:
+        cleaned = self.validate(params)
+        lower, middle, upper = self._bands(candles, cleaned, None)
+        width = _number(cleaned["num_std"])
+        return {
+            f"upper band (+{width} std)": upper,
+            f"middle band (SMA {cleaned['window']})": middle,
+            f"lower band (-{width} std)": lower,
+        }
 
 
 @register
@@ -219,10 +302,10 @@ class DonchianBreakout(StrategyKind):
         # The channel of the *previous* entry_window bars exists from bar entry_window.
         return int(params["entry_window"])
 
-    def positions(
-        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
-    ) -> np.ndarray:
-        close = _column(candles, "close", cache)
+    def _channels(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None
+    ) -> dict[str, np.ndarray]:
+        """The four channel lines, by role: long entry and exit, short entry and exit."""
         high = _column(candles, "high", cache)
         low = _column(candles, "low", cache)
 
@@ -241,12 +324,39 @@ class DonchianBreakout(StrategyKind):
             return _cached(cache, ("prior", kind, window), compute)  # type: ignore[no-any-return]
 
         entry, exit_ = params["entry_window"], params["exit_window"]
+        return {
+            "long_entry": prior("max", high, entry),
+            "long_exit": prior("min", low, exit_),
+            "short_entry": prior("min", low, entry),
+            "short_exit": prior("max", high, exit_),
+        }
+
+    def positions(
+        self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
+    ) -> np.ndarray:
+        close = _column(candles, "close", cache)
+        lines = self._channels(candles, params, cache)
         return latch_positions(
-            close > prior("max", high, entry),
-            close < prior("min", low, exit_),
-            close < prior("min", low, entry),
-            close > prior("max", high, exit_),
+            close > lines["long_entry"],
+            close < lines["long_exit"],
+            close < lines["short_entry"],
+            close > lines["short_exit"],
         )
+
+    def overlays(
+        self, candles: pd.DataFrame, params: Mapping[str, object]
+    ) -> dict[str, np.ndarray]:
+        """The channels of the bars before each bar: the long side's entry (highest high)
+        and exit (lowest low), and their mirror images, which open and close shorts."""
+        cleaned = self.validate(params)
+        lines = self._channels(candles, cleaned, None)
+        entry, exit_ = cleaned["entry_window"], cleaned["exit_window"]
+        return {
+            f"{entry}-bar high (long entry)": lines["long_entry"],
+            f"{exit_}-bar low (long exit)": lines["long_exit"],
+            f"{entry}-bar low (short entry)": lines["short_entry"],
+            f"{exit_}-bar high (short exit)": lines["short_exit"],
+        }
 
 
 @register
@@ -264,3 +374,7 @@ class BuyAndHold(StrategyKind):
         self, candles: pd.DataFrame, params: Mapping[str, Any], cache: IndicatorCache | None = None
     ) -> np.ndarray:
         return np.ones(len(candles))
+
+
+# The ML predictor lives in its own package; importing it registers the kind.
+from strategies.library.ml import kind as _ml_kind  # noqa: E402, F401

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.contrib.staticfiles import finders
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from accounts.models import User
 from backtests import services
-from backtests.models import BacktestRun, BacktestTrade
+from backtests.models import BacktestRun, BacktestTrade, Sweep
 from marketdata.models import Candle
 from strategies.models import Strategy
 from tests.backtests.conftest import END, T0
-from tests.factories import UserFactory
+from tests.factories import InstrumentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/backtests/backtestrun/"
+TRADES = "/admin/backtests/backtesttrade/"
+SWEEPS = "/admin/backtests/sweep/"
 
 
 @pytest.fixture
@@ -55,11 +61,28 @@ def test_a_finished_runs_page_shows_metrics_chart_and_trades(staff, user, strate
     run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
     services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
     page = staff.get(f"{CHANGELIST}{run.pk}/change/").content.decode()
-    assert '<svg class="equity-chart"' in page
+    # The chart is drawn by plotly from the curve in a json_script block (CSP: no inline JS).
+    assert 'id="run-equity-chart"' in page and 'id="run-equity-data"' in page
+    assert "vendor/plotly.min.js" in page and "backtests/admin/run_chart.js" in page
     assert "data-ws=" not in page  # finished: no live progress to follow
-    assert "sharpe" in page and "max_drawdown_pct" in page
     assert f"/api/v1/backtests/{run.pk}/export/?format=xlsx" in page
-    assert "entry_price" in page or "Entry price" in page
+    assert "Entry price" in page and page.count('<tr class="run-trade">') > 0
+
+
+def test_a_runs_page_shows_the_metrics_once_in_words_and_the_parameters_in_words(
+    staff, user, strategy
+) -> None:
+    run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
+    run.refresh_from_db()
+    assert "sharpe" in run.metrics and "max_drawdown_pct" in run.metrics
+
+    page = staff.get(f"{CHANGELIST}{run.pk}/change/").content.decode()
+
+    assert page.count(">Sharpe ratio<") == 1 and page.count(">Max drawdown %<") == 1
+    assert "sharpe" not in page and "max_drawdown_pct" not in page  # no raw keys, no JSON
+    assert "fast 5 · slow 20" in page
+    assert "{&quot;fast&quot;" not in page and "&#x27;fast&#x27;" not in page
 
 
 def test_a_running_runs_page_subscribes_to_live_progress(staff, user, strategy) -> None:
@@ -82,19 +105,31 @@ def test_cancel_and_rerun_actions_go_through_the_services(staff, user, strategy)
     assert rerun.status == "queued" and rerun.params_hash == queued.params_hash
 
 
-def test_a_cache_hits_page_lists_the_trades_of_the_run_that_computed_them(
+def test_a_runs_page_shows_every_setting_that_determined_its_result(staff, finished_run) -> None:
+    page = staff.get(f"{CHANGELIST}{finished_run.pk}/change/").content.decode()
+    shown_elsewhere = {"id", "parameters", "metrics", "progress", "bars_done", "bars_total"}
+    for field in BacktestRun._meta.fields:
+        if field.name not in shown_elsewhere:
+            assert f'class="form-row field-{field.name}"' in page, field.name
+    assert 'class="form-row field-parameters_text"' in page
+
+
+def test_a_cache_hits_page_summarises_and_links_the_trades_of_the_run_that_computed_them(
     staff, user, strategy
 ) -> None:
     source = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
     services.backtest_execute(run_id=source.pk, task_id=source.celery_task_id)
     hit = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
     assert hit.cache_hit and hit.shared_from_id == source.pk
-    page = staff.get(f"{CHANGELIST}{hit.pk}/change/").content.decode()
-    assert 'id="shared-trades"' in page
-    assert f"{CHANGELIST}{source.pk}/change/" in page
     trades = BacktestTrade.objects.filter(run=source)
-    assert trades.count() > 1
-    assert page.count('<tr class="shared-trade">') == trades.count()
+    assert trades.count() > 10
+
+    page = staff.get(f"{CHANGELIST}{hit.pk}/change/").content.decode()
+
+    assert f"{CHANGELIST}{source.pk}/change/" in page
+    assert f"{TRADES}?run__id__exact={source.pk}" in page
+    assert f"All {trades.count()} trades" in page
+    assert page.count('<tr class="run-trade">') == 10  # the first five and the last five
 
 
 def test_a_runs_admin_page_cannot_change_what_it_computed(staff, user, strategy) -> None:  # type: ignore[no-untyped-def]
@@ -102,6 +137,7 @@ def test_a_runs_admin_page_cannot_change_what_it_computed(staff, user, strategy)
     url = f"/admin/backtests/backtestrun/{run.pk}/change/"
     page = staff.get(url).content.decode()
     assert 'name="kind"' not in page and 'name="initial_capital"' not in page
+    assert 'name="_save"' not in page and 'name="_continue"' not in page  # nothing to save
     staff.post(url, {"kind": "buy_and_hold", "initial_capital": "1"})
     run.refresh_from_db()
     assert run.kind == "sma_cross" and run.initial_capital != 1
@@ -260,3 +296,239 @@ def test_the_start_backtest_action_on_strategies_needs_the_permission_to_add_run
     assert "start_backtest" in _offered_actions(client, strategies_url)
     response = client.post(strategies_url, post)
     assert response.url == f"{CHANGELIST}start/?strategy={strategy.pk}"
+
+
+# --- Scale: a run's page and its trade list cost the same whatever the trade count --------
+
+
+def _add_trades(run: BacktestRun, count: int, *, after: int = 0) -> None:
+    """`count` more trades for `run`, one an hour from 2024-03-01 (`after` hours later),
+    alternately lost and won."""
+    start = datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=after)
+    BacktestTrade.objects.bulk_create(
+        BacktestTrade(
+            run=run,
+            direction="long" if i % 2 else "short",
+            entry_time=start + timedelta(hours=i),
+            exit_time=start + timedelta(hours=i, minutes=30),
+            entry_price=100.0,
+            exit_price=101.0 if i % 2 else 99.0,
+            quantity=1.0,
+            pnl=1.0 if i % 2 else -2.0,
+            pnl_pct=1.0 if i % 2 else -2.0,
+            fees=0.1,
+            exit_reason="signal",
+        )
+        for i in range(count)
+    )
+
+
+@pytest.fixture
+def finished_run(user, strategy) -> BacktestRun:  # type: ignore[no-untyped-def]
+    run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
+    run.refresh_from_db()
+    return run
+
+
+def _queries(client, url: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries), response.content.decode()
+
+
+def test_a_run_with_thousands_of_trades_shows_a_summary_and_links_the_full_list(
+    staff, finished_run
+) -> None:
+    BacktestTrade.objects.filter(run=finished_run).delete()
+    _add_trades(finished_run, 2_500)
+
+    page = staff.get(f"{CHANGELIST}{finished_run.pk}/change/").content.decode()
+
+    assert page.count('<tr class="run-trade">') == 10  # not 2,500 rows
+    assert "<strong>2500</strong> trades" in page
+    assert "1250 winners, 1250 losers" in page
+    assert "total PnL -1,250.00" in page  # 1,250 x 1.0 + 1,250 x -2.0
+    assert "… 2490 more …" in page
+    link = f'href="{TRADES}?run__id__exact={finished_run.pk}"'
+    assert link in page and "All 2500 trades" in page
+    assert "2024-03-01 00:00" in page  # the first trade, in UTC
+    assert f"{datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=2_499):%Y-%m-%d %H:%M}" in page
+
+
+def test_the_run_pages_queries_do_not_grow_with_its_trades(staff, finished_run) -> None:
+    url = f"{CHANGELIST}{finished_run.pk}/change/"
+    few, _ = _queries(staff, url)
+    _add_trades(finished_run, 2_000)
+    many, page = _queries(staff, url)
+    assert "All 2" in page and page.count('<tr class="run-trade">') == 10
+    assert many == few
+
+
+def test_the_trade_list_of_a_run_is_paginated_and_its_queries_do_not_grow(
+    staff, user, strategy, finished_run
+) -> None:
+    other = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END)
+    _add_trades(other, 150)  # trades of another run stay out of the list
+    url = f"{TRADES}?run__id__exact={finished_run.pk}"
+    BacktestTrade.objects.filter(run=finished_run).delete()
+    _add_trades(finished_run, 5)
+    few, _ = _queries(staff, url)  # 5 rows
+    _add_trades(finished_run, 2_000, after=5)
+
+    many, page = _queries(staff, url)  # 100 rows: a query per row would show here
+
+    assert many == few
+    assert page.count('<td class="field-pnl_text">') == 100  # one page of 100
+    assert "2005 backtest trades" in page
+    assert f"Backtest #{other.pk} " not in page
+    assert str(finished_run) in page  # the run filter names the chosen run
+    # Ordered by the (run, entry_time) index: the run's first trade first.
+    rows = re.findall(r'<td class="field-entry_time_text">([^<]+)</td>', page)
+    assert rows[:2] == ["2024-03-01 00:00", "2024-03-01 01:00"]
+
+
+def test_the_trade_list_refuses_a_run_id_that_is_not_a_number(staff) -> None:
+    response = staff.get(TRADES, {"run__id__exact": "x"})
+    assert response.status_code == 302 and "e=1" in response.url
+
+
+def test_trades_are_results_staff_look_at_but_never_edit(staff, finished_run) -> None:
+    trade = BacktestTrade.objects.filter(run=finished_run).first()
+    assert trade is not None
+    page = staff.get(f"{TRADES}{trade.pk}/change/").content.decode()
+    assert 'name="pnl"' not in page and 'name="_save"' not in page
+    assert staff.post(f"{TRADES}{trade.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert BacktestTrade.objects.filter(pk=trade.pk).exists()
+
+
+# --- Links to the lab and the sweep list ----------------------------------------------------
+
+
+def _sweep(owner: User, strategy: Strategy | None, kind: str = "sma_cross") -> Sweep:
+    return Sweep.objects.create(
+        owner=owner,
+        strategy=strategy,
+        kind=kind,
+        instrument=(strategy.instrument if strategy else InstrumentFactory()),
+        timeframe="1h",
+        start=T0,
+        end=END,
+        initial_capital=10_000,
+        fee_rate="0.001",
+        grid={"fast": [5, 10], "slow": [20]},
+    )
+
+
+def test_run_sweep_and_strategy_pages_link_to_the_same_object_in_the_lab(
+    client, user, strategy, finished_run
+) -> None:
+    sweep = _sweep(user, strategy)
+    staff_owner = User.objects.get(pk=user.pk)
+    staff_owner.is_staff = staff_owner.is_superuser = True
+    staff_owner.save()
+    client.force_login(staff_owner)
+
+    pages = {
+        reverse("lab-run", args=[finished_run.pk]): f"{CHANGELIST}{finished_run.pk}/change/",
+        reverse("lab-sweep", args=[sweep.pk]): f"{SWEEPS}{sweep.pk}/change/",
+        reverse("lab-strategy-edit", args=[strategy.pk]): (
+            f"/admin/strategies/strategy/{strategy.pk}/change/"
+        ),
+    }
+    for lab_url, admin_url in pages.items():
+        page = client.get(admin_url).content.decode()
+        assert f'<a href="{lab_url}" class="viewsitelink lab-link">View in the lab</a>' in page
+        assert client.get(lab_url).status_code == 200, lab_url
+
+
+def test_the_strategy_page_links_to_the_lab_only_for_its_owner(staff, strategy) -> None:
+    # The lab edits its users' own strategies; anyone else's is a 404 there.
+    page = staff.get(f"/admin/strategies/strategy/{strategy.pk}/change/").content.decode()
+    assert "View in the lab" not in page
+    assert reverse("lab-strategy-edit", args=[strategy.pk]) not in page
+
+
+def test_the_sweep_list_names_the_strategy_or_else_the_kind(staff, user, strategy) -> None:
+    named = _sweep(user, strategy)
+    orphan = _sweep(user, None, kind="rsi_reversion")  # its strategy was deleted
+
+    page = staff.get(SWEEPS).content.decode()
+
+    cells = re.findall(r'<td class="field-strategy_name">([^<]*)</td>', page)
+    assert sorted(cells) == sorted([strategy.name, "rsi_reversion"])
+    assert named.pk != orphan.pk
+
+
+def test_an_ml_runs_page_shows_its_folds_confusion_matrix_and_importances_without_retraining(
+    staff, api_client, user, market
+) -> None:
+    from backtests.ml import DIAGNOSTICS_ARTIFACT, MODEL_ARTIFACTS
+    from persistence.models import Artifact
+    from strategies.library.ml.models import MODEL_LABELS
+    from tests.backtests.test_ml import SMALL_ML, run_to_completion
+    from tests.factories import StrategyFactory
+
+    ml_strategy = StrategyFactory(
+        owner=user, instrument=market, kind="ml_predictor", parameters=SMALL_ML
+    )
+    run = run_to_completion(api_client, ml_strategy)
+    assert run["status"] == "succeeded", run
+    diagnostics = api_client.get(f"/api/v1/backtests/{run['id']}/ml/").json()
+    artifacts = Artifact.objects.count()
+
+    page = staff.get(f"{CHANGELIST}{run['id']}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    section = html[html.index('id="run-ml"') : html.index('id="run-metrics"')]
+    assert MODEL_LABELS["xgboost"] in section  # SMALL_ML trains model 2
+    # One row per fold, with its window bounds, sizes and out-of-sample scores.
+    rows = re.findall(r"<tr><td class=\"number\">(\d+)</td>(.*?)</tr>", section, re.S)
+    assert [int(fold) for fold, _ in rows] == [f["fold"] for f in diagnostics["folds"]]
+    for (_, cells), fold in zip(rows, diagnostics["folds"], strict=True):
+        assert f"{fold['predict_start']}\N{EN DASH}{fold['predict_end'] - 1}" in cells
+        assert f"{fold['train_start']}\N{EN DASH}{fold['train_end'] - 1}" in cells
+        assert f">{fold['test_bars']}<" in cells and f">{fold['accuracy']:.3f}<" in cells
+        assert f">{fold['roc_auc']:.3f}<" in cells
+        assert ("reused" if fold["reused"] else "trained") in cells
+    (tn, fp), (fn, tp) = diagnostics["confusion"]
+    assert re.search(
+        rf"Actually down</th><td class=\"number\">{tn}</td><td class=\"number\">{fp}<", section
+    )
+    assert re.search(
+        rf"Actually up</th><td class=\"number\">{fn}</td><td class=\"number\">{tp}<", section
+    )
+    strongest = max(diagnostics["importances"], key=diagnostics["importances"].get)
+    first_feature = re.search(r'id="run-ml-importance".*?<tbody>\s*<tr><th scope="row">([^<]+)<',
+                              section, re.S)  # fmt: skip
+    assert first_feature is not None and first_feature.group(1) == strongest
+    assert f"{diagnostics['permutation_importances'][strongest]:.4f}" in section
+    # Read from the stored artifact: nothing retrained, nothing written.
+    assert Artifact.objects.count() == artifacts
+    assert Artifact.objects.filter(name__in=MODEL_ARTIFACTS.values()).count() == 4
+    assert Artifact.objects.filter(name=DIAGNOSTICS_ARTIFACT).count() == 1
+
+
+def test_an_ml_runs_page_without_stored_diagnostics_says_so_and_trains_nothing(
+    staff, api_client, user, market
+) -> None:
+    from backtests.ml import DIAGNOSTICS_ARTIFACT, MODEL_ARTIFACTS
+    from persistence.models import Artifact
+    from tests.backtests.test_ml import SMALL_ML, run_to_completion
+    from tests.factories import StrategyFactory
+
+    ml_strategy = StrategyFactory(
+        owner=user, instrument=market, kind="ml_predictor", parameters=SMALL_ML
+    )
+    run = run_to_completion(api_client, ml_strategy)
+    Artifact.objects.filter(name=DIAGNOSTICS_ARTIFACT).delete()
+    Artifact.objects.filter(name__in=MODEL_ARTIFACTS.values()).delete()
+
+    page = staff.get(f"{CHANGELIST}{run['id']}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="run-ml-missing"' in html and 'id="run-ml-folds"' not in html
+    # Rebuilding would have trained and stored every fold's model again.
+    assert not Artifact.objects.filter(name__in=MODEL_ARTIFACTS.values()).exists()
+    assert not Artifact.objects.filter(name=DIAGNOSTICS_ARTIFACT).exists()

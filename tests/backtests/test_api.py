@@ -9,7 +9,7 @@ import pytest
 from openpyxl import load_workbook
 
 from backtests import services
-from backtests.models import BacktestRun
+from backtests.models import BacktestRun, Sweep
 from persistence.models import Artifact
 from tests.backtests.conftest import END, T0
 from tests.factories import StrategyFactory
@@ -323,3 +323,49 @@ def test_health_reports_cache_size_and_hit_rate(client, api_client, strategy) ->
     cache = client.get("/health").json()["cache"]
     assert cache["entries"] >= 2  # the backtest result and the candle copy
     assert cache["hits"] >= 1 and cache["size_bytes"] > 0
+
+
+def test_a_backtest_takes_sizing_and_fees_per_fill(api_client, strategy) -> None:
+    extra = {"sizing": "fixed_notional", "fixed_notional": "2500", "fixed_fee": "0.5"}
+    response = api_client.post(URL, body(strategy, **extra), format="json")
+    assert response.status_code == 201, response.json()
+    run = BacktestRun.objects.get(pk=response.json()["id"])
+    assert (run.sizing, run.fixed_notional, run.fixed_fee, run.min_fee) == (
+        "fixed_notional",
+        2500,
+        0.5,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"sizing": "risk", "risk_pct": "1"}, "stop_loss_pct"),
+        ({"sizing": "leverage"}, "sizing"),
+        ({"fixed_fee": "-0.5"}, "fixed_fee"),
+        ({"min_fee": "lots"}, "min_fee"),
+        ({"sizing": "fixed_quantity", "fixed_quantity": None}, "fixed_quantity"),
+        ({"risk_pct": "2"}, "risk_pct"),
+    ],
+)
+def test_bad_sizing_or_fees_are_a_400_naming_the_field(api_client, strategy, extra, field) -> None:
+    response = api_client.post(URL, body(strategy, **extra), format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_a_sweep_takes_sizing_and_refuses_risk_without_a_stop(api_client, strategy) -> None:
+    grid = {"fast": [3, 5]}
+    ok = api_client.post(
+        "/api/v1/sweeps/",
+        body(strategy, grid=grid, sizing="risk", risk_pct="1", stop_loss_pct="2"),
+        format="json",
+    )
+    assert ok.status_code == 201, ok.json()
+    stored = Sweep.objects.get(pk=ok.json()["id"])
+    assert (stored.sizing, stored.risk_pct, stored.stop_loss_pct) == ("risk", 1, 2)
+    refused = api_client.post(
+        "/api/v1/sweeps/", body(strategy, grid=grid, sizing="risk", risk_pct="1"), format="json"
+    )
+    assert refused.status_code == 400 and "stop_loss_pct" in refused.json()

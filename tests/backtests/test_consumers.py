@@ -80,3 +80,25 @@ def test_a_foreign_origin_is_rejected(user, finished_run) -> None:
         assert not connected
 
     async_to_sync(scenario)()
+
+
+def test_a_subscriber_arriving_mid_load_is_told_the_phase_and_its_count(user, strategy) -> None:
+    from backtests.models import BacktestRun
+
+    run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END, enqueue=False)
+    # A quarter of the way through loading 600 candles, as RunProgress leaves the row.
+    BacktestRun.objects.filter(pk=run.pk).update(
+        status="running", progress=10.0, bars_done=0, bars_total=600
+    )
+
+    async def scenario() -> None:
+        ws = connect(f"/ws/backtests/{run.pk}/", user)
+        connected, _ = await ws.connect()
+        assert connected
+        state = await ws.receive_json_from(timeout=5)
+        assert state["type"] == "state" and state["phase"] == "loading candles"
+        assert (state["phase_done"], state["phase_total"]) == (150, 600)
+        assert (state["bars_done"], state["bars_total"]) == (0, 600)  # fields kept as they were
+        await ws.disconnect()
+
+    async_to_sync(scenario)()

@@ -307,3 +307,47 @@ def test_a_sweep_of_another_users_strategy_is_a_404(client, other_user, strategy
     response = client.post(reverse("lab-sweep-new"), _sweep_post(strategy))
     assert response.status_code == 404
     assert not Sweep.objects.exists()
+
+
+# --- The run page ---------------------------------------------------------------------------
+
+
+def _finished_run(user, strategy):  # type: ignore[no-untyped-def]
+    from backtests import services
+
+    run = services.backtest_submit(user=user, strategy=strategy, start=T0, end=END, enqueue=False)
+    services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
+    run.refresh_from_db()
+    return run
+
+
+def test_the_run_page_reads_in_words_and_loads_its_chart_from_the_api(client, user, strategy):
+    run = _finished_run(user, strategy)
+    client.force_login(user)
+    page = client.get(reverse("lab-run", args=[run.pk])).content.decode()
+    assert "fast 5 · slow 20" in page and "{&#x27;fast&#x27;" not in page
+    assert "Sharpe ratio" in page and "Max drawdown %" in page and ">sharpe<" not in page
+    assert "capital 10,000.00" in page
+    # The chart and the trades come window by window and page by page, not inside the page.
+    assert f'data-url="/api/v1/backtests/{run.pk}/chart/"' in page
+    assert f'data-url="/api/v1/backtests/{run.pk}/trades/"' in page
+    assert 'id="chart-data"' not in page and "data-bucket-bars" in page
+    assert f'data-count="{run.trades.count()}"' in page
+    assert "vendor/plotly.min.js" in page and "lab/run_page.js" in page
+    assert "Open in the back-office" not in page
+
+
+def test_staff_see_a_link_to_the_runs_admin_page(client, staff_user, user, strategy):
+    run = _finished_run(user, strategy)
+    client.force_login(staff_user)
+    page = client.get(reverse("lab-run", args=[run.pk])).content.decode()
+    admin = reverse("admin:backtests_backtestrun_change", args=[run.pk])
+    assert f'href="{admin}"' in page and "Open in the back-office" in page
+
+
+def test_a_running_run_shows_progress_and_cancel_but_no_chart(client, user, strategy):
+    run = _run(strategy, status="running", progress=12.5)
+    client.force_login(user)
+    page = client.get(reverse("lab-run", args=[run.pk])).content.decode()
+    assert f'data-ws="/ws/backtests/{run.pk}/"' in page and 'id="cancel"' in page
+    assert 'id="run-chart"' not in page and "vendor/plotly.min.js" not in page

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from backtests import selectors, services
-from backtests.engine import EngineError, run_backtest
+from backtests.engine import TRADE_COLUMNS, EngineError, run_backtest
 from backtests.models import BacktestRun, BacktestTrade, RunStatus
 from backtests.services import execution
+from backtests.services.trade_rows import trades_insert
 from marketdata.models import Candle, Instrument
 from marketdata.selectors import candles_load
 from persistence.models import Artifact, CachedResult
@@ -324,3 +326,120 @@ def test_progress_and_the_final_message_reach_the_runs_group(
     assert final["status"] == "succeeded"
     assert set(final["metrics"]) >= {"return_pct", "sharpe", "max_drawdown_pct"}
     assert {"bars_done", "bars_total", "eta_seconds"} <= set(messages[1])
+
+
+# --- Sizing, fees per fill and the instrument's calendar --------------------------------
+
+
+def test_sizing_and_fees_per_fill_are_stored_and_reach_the_engine(user, strategy) -> None:
+    overrides = {
+        "sizing": "fixed_quantity",
+        "fixed_quantity": "3",
+        "fixed_fee": "1.5",
+        "min_fee": "2",
+    }
+    run = submit(user, strategy, overrides=overrides)
+    assert (run.sizing, run.fixed_quantity, run.fixed_fee, run.min_fee) == (
+        "fixed_quantity",
+        3,
+        1.5,
+        2,
+    )
+    config = services.run_engine_config(run)
+    assert (config.sizing, config.fixed_quantity, config.fixed_fee, config.min_fee) == (
+        "fixed_quantity",
+        3.0,
+        1.5,
+        2.0,
+    )
+    run = execute(run)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    trades = BacktestTrade.objects.filter(run=run)
+    assert trades.count() > 1
+    assert {t.quantity for t in trades} == {3.0}
+    # Two fills a closed round trip, each paying at least the minimum fee.
+    assert all(t.fees >= 4.0 for t in trades if not t.is_open)
+    rerun = services.backtest_rerun(user=user, run=run)
+    assert (rerun.sizing, rerun.fixed_quantity, rerun.min_fee) == ("fixed_quantity", 3, 2)
+
+
+def test_quantities_follow_the_instruments_step_and_minimum_notional(
+    user, strategy, market
+) -> None:
+    Instrument.objects.filter(pk=market.pk).update(quantity_step="0.5")
+    strategy.instrument.refresh_from_db()
+    fixed = {"sizing": "fixed_quantity", "fixed_quantity": "2.7"}
+    run = execute(submit(user, strategy, overrides=fixed))
+    trades = BacktestTrade.objects.filter(run=run)
+    assert {t.quantity for t in trades} == {2.5}
+    # A minimum between the smallest and the largest entry: the smaller orders are skipped.
+    notionals = sorted(t.quantity * t.entry_price for t in trades)
+    minimum = (notionals[0] + notionals[-1]) / 2
+    Instrument.objects.filter(pk=market.pk).update(min_notional=f"{minimum:.2f}")
+    strategy.instrument.refresh_from_db()
+    run = execute(submit(user, strategy, overrides=fixed))
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.metrics["orders_skipped"] > 0
+    kept = BacktestTrade.objects.filter(run=run)
+    assert 0 < kept.count() < trades.count()
+    assert all(t.quantity * t.entry_price >= minimum for t in kept)
+
+
+def test_the_instruments_calendar_reaches_the_engine_and_keys_the_cache(
+    user, strategy, market
+) -> None:
+    crypto = execute(submit(user, strategy))
+    assert services.run_engine_config(crypto).calendar == "24/7"
+    Instrument.objects.filter(pk=market.pk).update(asset_class="equity")
+    strategy.instrument.refresh_from_db()
+    equity = submit(user, strategy)
+    # Same bars and settings, another calendar: a different result, never the cached one.
+    assert equity.params_hash != crypto.params_hash and not equity.cache_hit
+    assert services.run_engine_config(equity).calendar == "exchange"
+    equity = execute(equity)
+    # Hourly bars all day: 24 bars a session, 252 sessions a year, against 365 days.
+    assert equity.metrics["sharpe"] == pytest.approx(crypto.metrics["sharpe"] * (252 / 365) ** 0.5)
+
+
+def test_changing_the_sizing_or_the_fees_per_fill_changes_the_hash(user, strategy) -> None:
+    base = submit(user, strategy).params_hash
+    notional = {"sizing": "fixed_notional", "fixed_notional": "5000"}
+    assert submit(user, strategy, overrides=notional).params_hash != base
+    assert submit(user, strategy, overrides={"fixed_fee": "1"}).params_hash != base
+    assert submit(user, strategy, overrides={"min_fee": "0"}).params_hash == base
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"sizing": "risk", "risk_pct": "1"}, "stop_loss_pct"),
+        ({"sizing": "risk", "stop_loss_pct": "2"}, "risk_pct"),
+        ({"sizing": "risk", "risk_pct": "150", "stop_loss_pct": "2"}, "risk_pct"),
+        ({"sizing": "fixed_quantity"}, "fixed_quantity"),
+        ({"sizing": "fixed_notional", "fixed_notional": "-5"}, "fixed_notional"),
+        ({"fixed_quantity": "3"}, "fixed_quantity"),
+        ({"sizing": "kelly"}, "sizing"),
+        ({"fixed_fee": "-1"}, "fixed_fee"),
+        ({"min_fee": "abc"}, "min_fee"),
+    ],
+)
+def test_bad_sizing_and_fee_settings_are_field_errors(user, strategy, overrides, field) -> None:
+    with pytest.raises(services.BacktestInputError) as caught:
+        submit(user, strategy, overrides=overrides)
+    assert set(caught.value.errors) == {field}
+
+
+def test_the_stored_sizing_choices_are_the_engines() -> None:
+    from backtests.engine.config import SIZINGS
+    from backtests.models import Sizing
+
+    assert list(Sizing.values) == list(SIZINGS)
+
+
+@pytest.mark.django_db
+def test_a_run_with_no_trades_saves_none(strategy) -> None:  # type: ignore[no-untyped-def]
+    run = services.backtest_submit(
+        user=strategy.owner, strategy=strategy, start=T0, end=END, enqueue=False
+    )
+    assert trades_insert(run_id=run.pk, trades=pd.DataFrame(columns=TRADE_COLUMNS)) == 0
+    assert not BacktestTrade.objects.filter(run=run).exists()

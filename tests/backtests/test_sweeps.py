@@ -12,6 +12,7 @@ from backtests import services
 from backtests.engine import EngineError
 from backtests.models import RunStatus, Sweep
 from backtests.services import sweeps
+from marketdata.models import Instrument
 from persistence.models import CachedResult
 from tests.backtests.conftest import END, T0
 
@@ -349,3 +350,43 @@ def test_sweep_progress_reaches_the_sweeps_group_without_writing_the_row(
     # A short sweep's chunks never wrote its row: the heartbeat is still the launch's.
     sweep.refresh_from_db()
     assert sweep.heartbeat_at == sweep.started_at
+
+
+def test_a_sweep_passes_sizing_fees_and_the_calendar_to_the_engine_like_a_single_run(
+    user, strategy, market, eager_celery, django_capture_on_commit_callbacks
+) -> None:
+    Instrument.objects.filter(pk=market.pk).update(asset_class="equity", quantity_step="0.01")
+    strategy.instrument.refresh_from_db()
+    settings = {"sizing": "fixed_notional", "fixed_notional": "4000", "min_fee": "1"}
+
+    def single(fast: int) -> dict:  # type: ignore[type-arg]
+        run = services.backtest_submit(
+            user=user,
+            strategy=strategy,
+            start=T0,
+            end=END,
+            overrides={**settings, "parameters": {"fast": fast}},
+        )
+        services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
+        run.refresh_from_db()
+        return run.metrics
+
+    cached = single(3)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = services.sweep_submit(
+            user=user,
+            strategy=strategy,
+            start=T0,
+            end=END,
+            grid={"fast": [3, 5], "slow": [20]},
+            overrides=settings,
+        )
+    sweep.refresh_from_db()
+    assert sweep.status == RunStatus.SUCCEEDED, sweep.error
+    # Same settings, same calendar: the single run's key is the combination's.
+    assert sweep.combinations_cached == 1
+    rows = {row["params"]["fast"]: row["metrics"] for row in sweep.results}
+    assert rows[3] == {name: cached[name] for name in rows[3]}
+    computed = single(5)
+    assert rows[5] == {name: computed[name] for name in rows[5]}
+    assert rows[5]["sharpe"] is not None

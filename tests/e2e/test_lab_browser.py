@@ -50,13 +50,15 @@ def test_researcher_runs_a_backtest_and_a_sweep_from_the_lab(stack) -> None:  # 
         page.fill("#bt-end", "2023-02-12T00:00")
         page.click("#bt-submit")
         page.wait_for_url("**/lab/runs/*/")
-        page.wait_for_selector("#chart-equity svg polyline")
+        # Function form: Playwright evaluates a bare expression with eval(), which the CSP refuses.
+        page.wait_for_function("() => document.getElementById('run-chart')?.dataset.bucketBars")
         run = BacktestRun.objects.get()
         assert run.status == "succeeded" and run.owner == user and run.parameters["fast"] == 15
         assert run.end - run.start == timedelta(days=42)
-        assert page.locator("#chart-price svg rect").count() > 50  # candle bodies
+        assert page.evaluate("() => document.getElementById('run-chart').data[0].x.length") > 50
+        page.wait_for_function("() => document.querySelectorAll('#trades tbody tr').length > 0")
         shown = page.locator("#trades tbody tr").count()
-        assert shown == min(run.trades.count(), 1000) and shown > 0
+        assert shown == min(run.trades.count(), 100) and shown > 0
         xlsx = page.request.get(
             f"{base}/api/v1/backtests/{run.pk}/export/?format=xlsx", timeout=90_000
         )
@@ -75,7 +77,8 @@ def test_researcher_runs_a_backtest_and_a_sweep_from_the_lab(stack) -> None:  # 
         page.fill("#sw-end", "2023-02-12T00:00")
         page.click("#sw-submit")
         page.wait_for_url("**/lab/sweeps/*/")
-        page.wait_for_selector("#chart-heatmap svg rect")
+        page.wait_for_selector("#sweep-heatmap .hm-chart .heatmaplayer")
         sweep = Sweep.objects.get()
         assert sweep.status == "succeeded" and sweep.combinations_done == 6
-        assert page.locator("#chart-heatmap svg rect").count() == 6
+        cells = "document.querySelector('#sweep-heatmap .hm-chart').data[0].z.flat()"
+        assert page.evaluate(f"() => {cells}.filter(v => v !== null).length") == 6

@@ -111,6 +111,18 @@ def test_staff_creates_an_instrument_stored_upper_case(staff_client) -> None:
     assert Instrument.objects.get(symbol="SOLUSDT").quantity_step == Decimal("0.01")
 
 
+def test_an_instrument_is_created_with_its_asset_class_and_minimum_notional(staff_client) -> None:
+    body = {**INSTRUMENT, "symbol": "SPY", "asset_class": "equity", "min_notional": "5"}
+    response = staff_client.post("/api/v1/instruments/", body, format="json")
+    assert response.status_code == 201, response.json()
+    spy = Instrument.objects.get(symbol="SPY")
+    assert (spy.asset_class, spy.calendar, spy.min_notional) == ("equity", "exchange", Decimal(5))
+    bad = staff_client.post(
+        "/api/v1/instruments/", {**body, "symbol": "QQQ", "asset_class": "bonds"}, format="json"
+    )
+    assert bad.status_code == 400 and "asset_class" in bad.json()
+
+
 def test_non_staff_may_not_create_an_instrument(api_client) -> None:
     response = api_client.post("/api/v1/instruments/", INSTRUMENT, format="json")
     assert response.status_code == 403

@@ -57,15 +57,19 @@
     return seconds < 60 ? ` · ~${Math.round(seconds)} s left` : ` · ~${Math.round(seconds / 60)} min left`;
   }
 
+  /* The bar and the text come from the same message, so they always tell one story. Once
+     the run has finished, Cancel goes at once (the reload that shows the results follows). */
   function liveSection(describe) {
     const live = document.getElementById("live");
     if (!live) return;
     const bar = document.getElementById("live-progress"), text = document.getElementById("live-text");
     follow(live.dataset.ws, message => {
+      const finished = message.type === "final" || ["succeeded", "failed", "cancelled"].includes(message.status);
       bar.value = message.progress;
       text.textContent = describe(message);
       const status = document.querySelector("#run-status .status");
       if (status) { status.textContent = message.status; status.className = "status status-" + message.status; }
+      if (finished) document.querySelectorAll("#cancel").forEach(button => { button.hidden = true; });
       if (message.type === "final") setTimeout(() => location.reload(), 300);
     });
   }

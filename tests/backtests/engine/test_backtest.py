@@ -3,61 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from backtests.engine import ENGINE_VERSION, TRADE_COLUMNS, BacktestConfig, run_backtest
 from strategies.library.base import StrategyRef
 from tests.backtests.engine.bars import random_walk
-
-
-def reference_loop(candles: pd.DataFrame, target: np.ndarray, config: BacktestConfig):
-    """A bar-by-bar simulation written for clarity, to cross-check the vectorised engine."""
-    o, h, lo, c = (candles[k].to_numpy() for k in ("open", "high", "low", "close"))
-    fee, slip = config.fee_rate, config.slippage_bps / 1e4
-    sl, tp = config.stop_loss_pct, config.take_profit_pct
-    wanted = np.sign(target) if config.allow_short else np.maximum(np.sign(target), 0)
-    cash, pos, qty, entry = config.initial_capital, 0.0, 0.0, 0.0
-    blocked = None
-    equity, trades = [], []
-    for t in range(len(c)):
-        want = wanted[t - 1] if t else 0.0
-        if blocked is not None and want != blocked:
-            blocked = None
-        if blocked is not None:
-            want = 0.0
-        if want != pos:
-            if pos:
-                px = o[t] * (1 - pos * slip)
-                cash += pos * qty * px - qty * px * fee
-                trades.append(("signal", px))
-                pos = 0.0
-            if want:
-                entry = o[t] * (1 + want * slip)
-                qty = config.size_fraction * cash / (entry * (1 + fee))
-                cash -= want * qty * entry + qty * entry * fee
-                pos = want
-        if pos and (sl or tp):
-            stop = entry * (1 - pos * sl / 100) if sl else None
-            target_px = entry * (1 + pos * tp / 100) if tp else None
-            worst, best = (lo[t], h[t]) if pos > 0 else (h[t], lo[t])
-            hit_stop = stop is not None and (worst - stop) * pos <= 0
-            hit_target = target_px is not None and (best - target_px) * pos >= 0
-            px = None
-            if hit_stop and (o[t] - stop) * pos <= 0:
-                px, why = o[t] * (1 - pos * slip), "stop"
-            elif hit_target and (o[t] - target_px) * pos >= 0:
-                px, why = o[t], "target"
-            elif hit_stop:
-                px, why = stop * (1 - pos * slip), "stop"
-            elif hit_target:
-                px, why = target_px, "target"
-            if px is not None:
-                cash += pos * qty * px - qty * px * fee
-                trades.append((why, px))
-                blocked, pos = pos, 0.0
-        equity.append(cash + pos * qty * c[t])
-    return np.array(equity), trades
+from tests.backtests.engine.reference import reference_run
 
 
 @pytest.mark.parametrize(
@@ -67,20 +18,25 @@ def reference_loop(candles: pd.DataFrame, target: np.ndarray, config: BacktestCo
         BacktestConfig(allow_short=True, slippage_bps=3, size_fraction=0.7),
         BacktestConfig(allow_short=True, stop_loss_pct=0.4, take_profit_pct=0.6),
         BacktestConfig(fee_rate=0.0005, stop_loss_pct=0.3),
+        # Order by order: fees per fill, steps, other sizing modes.
+        BacktestConfig(allow_short=True, fixed_fee=0.5, min_fee=3.0, quantity_step=0.01),
+        BacktestConfig(sizing="fixed_notional", fixed_notional=4_000, min_notional=10),
+        BacktestConfig(allow_short=True, sizing="risk", risk_pct=2, stop_loss_pct=0.4),
     ],
 )
 @pytest.mark.parametrize("kind", ["sma_cross", "rsi_reversion", "bollinger_reversion"])
-def test_vectorised_engine_matches_a_bar_by_bar_loop(kind, config):
+def test_engine_matches_a_bar_by_bar_loop(kind, config):
     candles = random_walk(3_000, seed=21)
     from strategies.library.registry import get_kind
 
     target = get_kind(kind).target_positions(candles, {})
     result = run_backtest(candles, StrategyRef(kind, {}), config)
-    equity, trades = reference_loop(candles, target, config)
-    assert np.allclose(result.equity.to_numpy(), equity, rtol=1e-10)
+    expected = reference_run(candles, target, config)
+    assert np.allclose(result.equity.to_numpy(), expected.equity, rtol=1e-10)
     closed = result.trades[~result.trades.is_open]
-    assert closed.exit_reason.tolist() == [why for why, _ in trades]
-    assert np.allclose(closed.exit_price.to_numpy(), [px for _, px in trades], rtol=1e-12)
+    assert closed.exit_reason.tolist() == [why for why, _ in expected.exits]
+    # A resized trade reports the mean of its exits; these trades are never resized.
+    assert np.allclose(closed.exit_price.to_numpy(), [px for _, px in expected.exits], rtol=1e-12)
 
 
 def test_result_shape_and_trade_columns():

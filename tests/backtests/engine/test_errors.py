@@ -101,6 +101,34 @@ def test_invalid_config(config):
         run_backtest(random_walk(100), SMA, config)
 
 
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        (BacktestConfig(fixed_fee=-1.0), "fixed_fee"),
+        (BacktestConfig(min_fee=float("inf")), "min_fee"),
+        (BacktestConfig(min_notional=-5.0), "min_notional"),
+        (BacktestConfig(quantity_step=0.0), "quantity_step"),
+        (BacktestConfig(quantity_step=-0.1), "quantity_step"),
+        (BacktestConfig(sizing="kelly"), "sizing"),
+        (BacktestConfig(sizing="fixed_quantity"), "fixed_quantity"),
+        (BacktestConfig(sizing="fixed_notional", fixed_notional=0.0), "fixed_notional"),
+        (BacktestConfig(sizing="risk", risk_pct=1.0), "stop_loss_pct"),
+        (BacktestConfig(sizing="risk", stop_loss_pct=2.0), "risk_pct"),
+        (BacktestConfig(sizing="risk", risk_pct=150.0, stop_loss_pct=2.0), "risk_pct"),
+        (BacktestConfig(fixed_quantity=3.0), "fixed_quantity"),
+        (BacktestConfig(calendar="lunar"), "calendar"),
+        (BacktestConfig(trading_days_per_year=0.0), "trading_days_per_year"),
+        (BacktestConfig(bars_per_day=-1.0), "bars_per_day"),
+        (BacktestConfig(timeframe="1d"), "timeframe"),  # the candles are 1-minute bars
+    ],
+)
+def test_a_bad_setting_names_its_field(config, field):
+    with pytest.raises(InvalidConfigError) as caught:
+        run_backtest(random_walk(100), SMA, config)
+    assert list(caught.value.errors) == [field]
+    assert field in str(caught.value)
+
+
 def test_all_engine_errors_share_a_base_class():
     assert issubclass(InvalidCandlesError, EngineError)
     assert issubclass(InsufficientDataError, EngineError)

@@ -6,13 +6,16 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from backtests.engine import (
     HEADLINE_METRICS,
     METRIC_DEFINITIONS,
     BacktestConfig,
+    InvalidConfigError,
     run_positions,
+    run_sweep,
 )
 from tests.backtests.engine.bars import make_candles, random_walk
 
@@ -197,5 +200,109 @@ def test_annualisation_follows_the_timeframe():
     candles = random_walk(2_000, seed=4, freq="1h")
     target = np.ones(2_000)
     hourly = run_positions(candles, target, BacktestConfig(timeframe="1h")).metrics
-    minute = run_positions(candles, target, BacktestConfig(timeframe="1m")).metrics
-    assert minute["sharpe"] == pytest.approx(hourly["sharpe"] * math.sqrt(60))
+    daily = random_walk(2_000, seed=4, freq="1D")
+    per_day = run_positions(daily, target, BacktestConfig(timeframe="1d")).metrics
+    # Same returns bar for bar, annualised with 8,760 and 365 bars a year.
+    assert per_day["sharpe"] == pytest.approx(hourly["sharpe"] / math.sqrt(24))
+
+
+# --- Timeframes and calendars ---------------------------------------------------------
+
+
+def test_a_timeframe_the_candles_are_not_spaced_at_is_refused():
+    # The defect: daily bars under the default "1m" gave a Sharpe of 45.
+    daily = random_walk(300, seed=3, freq="1D")
+    with pytest.raises(InvalidConfigError, match="1 day apart") as caught:
+        run_positions(daily, np.ones(300), BacktestConfig(timeframe="1m"))
+    assert list(caught.value.errors) == ["timeframe"]
+    with pytest.raises(InvalidConfigError, match="timeframe"):
+        run_sweep(daily, "sma_cross", {"fast": [5], "slow": [20]}, BacktestConfig(timeframe="1h"))
+
+
+def test_without_a_timeframe_it_is_inferred_from_the_candles():
+    daily = random_walk(300, seed=3, freq="1D")
+    result = run_positions(daily, np.ones(300), BacktestConfig())
+    assert result.config.timeframe == "1d"
+    stated = run_positions(daily, np.ones(300), BacktestConfig(timeframe="1d"))
+    assert result.metrics == stated.metrics
+    odd = random_walk(50, seed=3, freq="7min")
+    with pytest.raises(InvalidConfigError, match="Cannot infer"):
+        run_positions(odd, np.ones(50), BacktestConfig())
+
+
+def test_weekends_and_missing_bars_do_not_upset_the_timeframe():
+    weekdays = random_walk(400, seed=6, freq="B")  # Monday to Friday
+    rng = np.random.default_rng(0)
+    gappy = weekdays.iloc[np.sort(rng.choice(400, 300, replace=False))]
+    result = run_positions(gappy, np.ones(300), BacktestConfig(calendar="exchange"))
+    assert result.config.timeframe == "1d"
+    # A Thursday, a Friday and a Monday: spaced 1 and 3 days, still daily bars.
+    three = weekdays.iloc[3:6]
+    assert run_positions(three, np.ones(3), BacktestConfig()).config.timeframe == "1d"
+
+
+def test_weekly_and_monthly_bars():
+    weekly = random_walk(120, seed=2, freq="7D")
+    assert run_positions(weekly, np.ones(120), BacktestConfig()).config.timeframe == "1w"
+    monthly = random_walk(60, seed=2, freq="MS")  # 28 to 31 days apart
+    result = run_positions(monthly, np.ones(60), BacktestConfig(timeframe="1M"))
+    again = run_positions(monthly, np.ones(60), BacktestConfig())
+    assert again.config.timeframe == "1M" and again.metrics == result.metrics
+    r = result.equity.pct_change().to_numpy()[1:]
+    assert result.metrics["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(12))
+    with pytest.raises(InvalidConfigError, match="timeframe"):
+        run_positions(monthly, np.ones(60), BacktestConfig(timeframe="1w"))
+
+
+def test_an_exchange_calendar_annualises_daily_bars_with_252_sessions():
+    weekdays = random_walk(500, seed=9, freq="B")
+    target = np.ones(500)
+    crypto = run_positions(weekdays, target, BacktestConfig(timeframe="1d")).metrics
+    exchange = run_positions(weekdays, target, BacktestConfig(calendar="exchange")).metrics
+    # The defect: a 365-day year reads a daily equity Sharpe about 1.2 times too high.
+    assert crypto["sharpe"] / exchange["sharpe"] == pytest.approx(math.sqrt(365 / 252))
+    assert exchange["annualized_volatility_pct"] == pytest.approx(
+        crypto["annualized_volatility_pct"] * math.sqrt(252 / 365)
+    )
+    custom = BacktestConfig(calendar="exchange", trading_days_per_year=250)
+    assert run_positions(weekdays, target, custom).metrics["sharpe"] == pytest.approx(
+        exchange["sharpe"] * math.sqrt(250 / 252)
+    )
+
+
+def test_exchange_intraday_bars_per_session_are_inferred_or_configured():
+    # Seven hourly bars a weekday (a 14:30-21:00 UTC session), 60 sessions.
+    days = pd.bdate_range("2024-01-01", periods=60, tz="UTC")
+    index = pd.DatetimeIndex(
+        [
+            day + pd.Timedelta(hours=14, minutes=30) + pd.Timedelta(hours=h)
+            for day in days
+            for h in range(7)
+        ]
+    )
+    candles = random_walk(len(index), seed=5, freq="1h").set_axis(index)
+    target = np.ones(len(index))
+    inferred = run_positions(candles, target, BacktestConfig(calendar="exchange")).metrics
+    r = run_positions(candles, target, BacktestConfig(timeframe="1h")).equity.pct_change()
+    r = r.to_numpy()[1:]
+    assert inferred["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(252 * 7))
+    configured = BacktestConfig(calendar="exchange", bars_per_day=6.5)
+    assert run_positions(candles, target, configured).metrics["sharpe"] == pytest.approx(
+        r.mean() / r.std(ddof=1) * math.sqrt(252 * 6.5)
+    )
+
+
+def test_annualised_return_counts_bars_and_cagr_counts_calendar_days():
+    # On gapless 24/7 bars the two agree.
+    hourly = random_walk(3_000, seed=1, freq="1h")
+    m = run_positions(hourly, np.ones(3_000), BacktestConfig()).metrics
+    assert m["annualized_return_pct"] == pytest.approx(m["cagr_pct"], rel=1e-9)
+    # On weekday bars of an exchange they follow their own year: 252 sessions, 365 days.
+    weekdays = random_walk(500, seed=9, freq="B")
+    result = run_positions(weekdays, np.ones(500), BacktestConfig(calendar="exchange"))
+    growth = result.metrics["final_equity"] / 10_000
+    days = (weekdays.index[-1] - weekdays.index[0]).days
+    assert result.metrics["annualized_return_pct"] == pytest.approx(
+        (growth ** (252 / 499) - 1) * 100
+    )
+    assert result.metrics["cagr_pct"] == pytest.approx((growth ** (365 / days) - 1) * 100)

@@ -1,0 +1,430 @@
+"""Benchmark of research studies on real Celery workers; prints figures, asserts nothing.
+
+    .venv/bin/python tests/run_with_postgres.py -- .venv/bin/python bench/studies.py \
+        [--bars 1000000] [--trials 200] [--wf-bars 1000000] [--wf-folds 10] [--wf-combos 100]
+
+1. A TPE study of --trials trials over --bars 1-minute bars (sma_cross, Sharpe), run by a
+   Celery worker with one process, then by one with two: wall time from submit to
+   succeeded, and the speed-up (target >= 1.6x).
+2. Overhead per trial beyond the engine's own time (target <= 20 ms median), on the
+   one-process run, where trials follow each other: each trial's cycle (the time between
+   its finish and the previous one's: record, ask, backtest, cache) minus the same
+   backtest's time when run bare in this process (run_backtest on the same bars, with the
+   study's own engine settings; the figure against the engine's default settings, which
+   take a faster path and which this bench used before 2026-11-30, is printed beside it).
+3. The identical study again: answered from the cache (target >= 50x faster).
+4. A walk-forward of --wf-folds rolling folds x --wf-combos grid combinations over
+   --wf-bars bars, with two worker processes, against the same backtests run bare one
+   after another in this process, with the study's settings (target: at most 1.3x their
+   time; the default-settings figure is printed too).
+
+Every figure comes with the machine's load (`uptime`): on a shared 2-core machine, the load
+from other work moves them a lot. Uses DATABASE_URL when set (PostgreSQL), else SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from config.serve import start_embedded_redis  # noqa: E402
+
+BIN = Path(sys.executable).parent
+T0 = datetime(2022, 1, 1, tzinfo=UTC)
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _wait(check: Any, what: str, timeout: float = 3600.0, every: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def _create_postgres_database(env: dict[str, str]) -> str:
+    url = env.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return ""
+    import psycopg
+
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    name = f"tradelab_bench_studies_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env["DATABASE_URL"] = url.rsplit("/", 1)[0] + f"/{name}"
+    env["THROWAWAY_ADMIN_DSN"] = admin
+    return name
+
+
+def _start_worker(env: dict[str, str], processes: int, workdir: Path) -> subprocess.Popen[bytes]:
+    log = workdir / f"worker-{processes}.log"
+    proc = subprocess.Popen(
+        [
+            *(str(BIN / "celery"), "-A", "config", "worker", "-l", "warning", "-c", str(processes)),
+            *("-n", f"bench{processes}@%h", "--without-gossip", "--without-mingle"),
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(2)
+    _wait(lambda: proc.poll() is None and _worker_ready(env, processes), "the worker", 60)
+    return proc
+
+
+def _worker_ready(env: dict[str, str], processes: int) -> bool:
+    from config.celery import app
+
+    replies = app.control.ping(timeout=0.5) or []
+    return any(f"bench{processes}@" in name for reply in replies for name in reply)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _setup(bars: int) -> tuple[Any, Any]:
+    from accounts.models import User
+    from marketdata.services import candles_upsert, instrument_for_symbol, random_walk_candles
+    from strategies.models import Strategy
+
+    user = User.objects.create_user(username="bench-studies", password="bench-pass-123")  # noqa: S106
+    instrument = instrument_for_symbol("STUDYBENCHUSDT")
+    started = time.perf_counter()
+    frame = random_walk_candles(bars=bars, timeframe="1m", seed=3, start=T0)
+    candles_upsert(instrument=instrument, timeframe="1m", frame=frame)
+    print(f"setup: {bars:,} 1m candles written in {time.perf_counter() - started:.1f} s")
+    strategy = Strategy.objects.create(
+        owner=user,
+        name="bench",
+        kind="sma_cross",
+        parameters={"fast": 10, "slow": 100},
+        instrument=instrument,
+        timeframe="1m",
+    )
+    return user, strategy
+
+
+def _run(user: Any, strategy: Any, bars: int, **request: Any) -> tuple[float, Any]:
+    """Submit a study and wait for it; (seconds from submit to succeeded, the study)."""
+    from studies.models import Study
+    from studies.services import study_submit
+
+    started = time.perf_counter()
+    study = study_submit(
+        user=user, strategy=strategy, start=T0, end=T0 + timedelta(minutes=bars), **request
+    )
+
+    def finished() -> Any:
+        row = Study.objects.get(pk=study.pk)
+        return row if row.status in ("succeeded", "failed", "cancelled") else None
+
+    done = _wait(finished, f"study {study.pk}")
+    elapsed = time.perf_counter() - started
+    if done.status != "succeeded":
+        raise SystemExit(f"study {done.pk} {done.status}: {done.error}")
+    return elapsed, done
+
+
+TPE_SPACE = {"fast": {"low": 5, "high": 50}, "slow": {"low": 60, "high": 400, "step": 10}}
+
+
+def _bare_seconds(
+    candles: Any,
+    params: dict[str, Any],
+    start: int = 0,
+    end: int | None = None,
+    *,
+    config: Any = None,
+) -> float:
+    """One backtest run bare: `run_backtest` on the bars [start, end), under `config` (the
+    study's own engine settings: fees, the instrument's quantity step; the engine's
+    defaults when None, which take its faster vectorised path)."""
+    from backtests.engine import BacktestConfig, run_backtest
+    from strategies.library.base import StrategyRef
+
+    window = candles.iloc[start:end]
+    began = time.perf_counter()
+    run_backtest(window, StrategyRef("sma_cross", params), config or BacktestConfig(timeframe="1m"))
+    return time.perf_counter() - began
+
+
+def _bench_tpe(env: dict[str, str], workdir: Path, user: Any, strategy: Any, args: Any) -> None:
+    from backtests.services import run_engine_config
+    from marketdata.selectors import candles_load
+    from studies.models import StudyTrial
+
+    candles, _ = candles_load(
+        instrument_id=strategy.instrument_id,
+        timeframe="1m",
+        start=T0,
+        end=T0 + timedelta(minutes=args.bars),
+    )
+    request = {"sampler": "tpe", "n_trials": args.trials, "search_space": TPE_SPACE}
+    results = {}
+    for processes, fee in ((1, "0.0011"), (2, "0.0012")):
+        worker = _start_worker(env, processes, workdir)
+        try:
+            print(f"\nload before: {_uptime()}")
+            seconds, study = _run(
+                user,
+                strategy,
+                args.bars,
+                parallelism=processes,
+                seed=processes,
+                overrides={"fee_rate": fee},
+                **request,
+            )
+            print(
+                f"TPE {args.trials} trials x {args.bars:,} bars, {processes} worker process(es): "
+                f"{seconds:.1f} s ({seconds / args.trials * 1000:.0f} ms a trial)"
+            )
+            results[processes] = (seconds, study)
+            if processes == 2:
+                again, cached = _run(
+                    user,
+                    strategy,
+                    args.bars,
+                    parallelism=2,
+                    seed=2,
+                    overrides={"fee_rate": fee},
+                    **request,
+                )
+                print(
+                    f"the identical study again: {again * 1000:.0f} ms "
+                    f"({cached.trials_cached}/{cached.trials_done} trials cached): "
+                    f"{seconds / again:.0f}x faster (target >= 50x)"
+                )
+            workers = sorted(
+                set(StudyTrial.objects.filter(study=study).values_list("worker", flat=True))
+            )
+            print(f"trials ran on: {', '.join(workers)}; load after: {_uptime()}")
+        finally:
+            _stop(worker)
+    one, two = results[1][0], results[2][0]
+    print(f"\nspeed-up, 2 worker processes vs 1: {one / two:.2f}x (target >= 1.6x)")
+    # The two studies sample different points (TPE, another seed), and the engine's time
+    # depends on the parameters (trades): the same ratio per second of engine work.
+    work = {
+        processes: sum(
+            _bare_seconds(
+                candles, {**study.parameters, **trial.params}, config=run_engine_config(study)
+            )
+            for trial in StudyTrial.objects.filter(study=study, state="complete", cache_hit=False)
+        )
+        for processes, (_, study) in results.items()
+    }
+    print(
+        f"engine work of each study, bare: 1 process {work[1]:.1f} s, 2 processes "
+        f"{work[2]:.1f} s; speed-up per second of engine work: "
+        f"{(one / work[1]) / (two / work[2]):.2f}x; load: {_uptime()}"
+    )
+
+    # Overhead: on the one-process run trials follow each other, so each one's cycle is
+    # the time from the previous trial's finish to its own; the engine's share is the same
+    # backtest run bare here.
+    study = results[1][1]
+    config = run_engine_config(study)
+    trials = list(StudyTrial.objects.filter(study=study).order_by("finished_at"))
+    previous = study.started_at
+    overheads, in_task, engines, defaults = [], [], [], []
+    for trial in trials:
+        cycle = (trial.finished_at - previous).total_seconds()
+        previous = trial.finished_at
+        if trial.state != "complete" or trial.cache_hit:
+            continue
+        params = {**study.parameters, **trial.params}
+        engine = _bare_seconds(candles, params, config=config)
+        engines.append(engine)
+        defaults.append(_bare_seconds(candles, params))
+        overheads.append(cycle - engine)
+        in_task.append((trial.duration_seconds or 0.0) - engine)
+    print(
+        f"engine per trial, bare, the study's settings: median "
+        f"{statistics.median(engines) * 1000:.1f} ms (with the engine's default settings, "
+        f"as figures before 2026-11-30 took it: {statistics.median(defaults) * 1000:.1f} ms)"
+    )
+    print(
+        f"overhead per trial beyond the engine (1 process, {len(overheads)} computed trials): "
+        f"median {statistics.median(overheads) * 1000:.1f} ms, "
+        f"p90 {sorted(overheads)[int(0.9 * len(overheads))] * 1000:.1f} ms "
+        f"(target <= 20 ms median); inside the task alone: median "
+        f"{statistics.median(in_task) * 1000:.1f} ms; against the default-settings engine: "
+        f"median {statistics.median(o + e - d for o, e, d in zip(overheads, engines, defaults, strict=True)) * 1000:.1f} ms; "
+        f"load: {_uptime()}"
+    )
+
+
+def _bench_walk_forward(
+    env: dict[str, str], workdir: Path, user: Any, strategy: Any, args: Any
+) -> None:
+    from backtests.services import run_engine_config
+    from marketdata.selectors import candles_load
+    from studies.models import StudyFold
+
+    bars = args.wf_bars
+    side = round(args.wf_combos**0.5)
+    space = {
+        "fast": {"choices": [5 + 5 * i for i in range(side)]},
+        "slow": {"choices": [100 + 50 * i for i in range(args.wf_combos // side)]},
+    }
+    out_of_sample = bars // (2 * args.wf_folds)
+    in_sample = bars - args.wf_folds * out_of_sample
+    worker = _start_worker(env, 2, workdir)
+    try:
+        print(f"\nload before: {_uptime()}")
+        seconds, study = _run(
+            user,
+            strategy,
+            bars,
+            sampler="grid",
+            n_trials=args.wf_combos,
+            search_space=space,
+            parallelism=2,
+            seed=0,
+            compare_whole_period=False,
+            overrides={"fee_rate": "0.0013"},
+            walk_forward={
+                "mode": "rolling",
+                "in_sample": in_sample,
+                "out_of_sample": out_of_sample,
+            },
+        )
+    finally:
+        _stop(worker)
+    folds = list(StudyFold.objects.filter(study=study).order_by("index"))
+    runs = study.trials_done + len(folds) + 1  # trials, out-of-sample tests, the stitched run
+    print(
+        f"walk-forward {len(folds)} folds x {args.wf_combos} combinations over {bars:,} bars "
+        f"(in-sample {in_sample:,}, out-of-sample {out_of_sample:,}), 2 worker processes: "
+        f"{seconds:.1f} s for {runs} engine runs; load after: {_uptime()}"
+    )
+    candles, _ = candles_load(
+        instrument_id=strategy.instrument_id,
+        timeframe="1m",
+        start=T0,
+        end=T0 + timedelta(minutes=bars),
+    )
+    combos = [
+        {"fast": f, "slow": s} for f in space["fast"]["choices"] for s in space["slow"]["choices"]
+    ]
+    config = run_engine_config(study)
+
+    def bare_runs(config: Any) -> float:
+        bare = 0.0
+        for fold in folds:
+            for params in combos:
+                bare += _bare_seconds(
+                    candles, params, fold.is_first_bar, fold.is_end_bar, config=config
+                )
+            bare += _bare_seconds(
+                candles,
+                fold.chosen_parameters or combos[0],
+                fold.is_end_bar,
+                fold.oos_end_bar,
+                config=config,
+            )
+        return bare + _bare_seconds(
+            candles, combos[0], folds[0].is_end_bar, folds[-1].oos_end_bar, config=config
+        )
+
+    bare = bare_runs(config)
+    print(
+        f"the same {runs} backtests run bare, one after another, with the study's settings: "
+        f"{bare:.1f} s; walk-forward / bare: {seconds / bare:.2f}x (target <= 1.3x); "
+        f"load: {_uptime()}"
+    )
+    defaults = bare_runs(None)
+    print(
+        f"(the same backtests with the engine's default settings, as figures before "
+        f"2026-11-30 took them: {defaults:.1f} s; walk-forward / that: "
+        f"{seconds / defaults:.2f}x; load: {_uptime()})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--wf-bars", type=int, default=1_000_000)
+    parser.add_argument("--wf-folds", type=int, default=10)
+    parser.add_argument("--wf-combos", type=int, default=100)
+    parser.add_argument("--skip-tpe", action="store_true")
+    parser.add_argument("--skip-walk-forward", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="tradelab-bench-studies-"))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "TRADELAB_VAR_DIR": str(workdir / "var"),
+        "MEDIA_ROOT": str(workdir / "media"),
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    throwaway_db = _create_postgres_database(env)
+    redis, env["REDIS_URL"] = start_embedded_redis(workdir / "redis")
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0", "--no-input"],
+            cwd=BASE_DIR,
+            env=env,
+            check=True,
+        )
+        os.environ.update(env)
+        import django
+
+        django.setup()
+        user, strategy = _setup(max(args.bars, args.wf_bars))
+        from marketdata.selectors import candles_load
+
+        for bars in {args.bars, args.wf_bars}:
+            candles_load(
+                instrument_id=strategy.instrument_id,
+                timeframe="1m",
+                start=T0,
+                end=T0 + timedelta(minutes=bars),
+            )
+        if not args.skip_tpe:
+            _bench_tpe(env, workdir, user, strategy, args)
+        if not args.skip_walk_forward:
+            _bench_walk_forward(env, workdir, user, strategy, args)
+    finally:
+        _stop(redis)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if throwaway_db:
+            from django.db import connections
+
+            connections.close_all()
+            import psycopg
+
+            with psycopg.connect(os.environ["THROWAWAY_ADMIN_DSN"], autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{throwaway_db}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
