@@ -21,7 +21,12 @@ from backtests.engine import (
 from backtests.models import BacktestSettings, Sizing
 from backtests.services.errors import BacktestInputError
 from marketdata.models import Instrument
-from marketdata.selectors import candle_count_at_least, candle_data_version, candle_span
+from marketdata.selectors import (
+    candle_count_at_least,
+    candle_data_version,
+    candle_span,
+    candles_load,
+)
 from marketdata.timeframes import TIMEFRAME_SECONDS, timeframe_offset
 from persistence.services import params_record
 from strategies.library.base import StrategyKind
@@ -388,6 +393,28 @@ def backtest_key(*, run_settings: RunSettings) -> str:
         end=run_settings.end,
     )
     return params_record(payload=run_settings.hash_payload(data_version=data_version))
+
+
+def data_check(*, run_settings: RunSettings) -> None:
+    """Refuse (a 400 on the parameter to change) data the kind cannot learn from.
+
+    Only kinds that look at the data before trading override `check_data` (the ML
+    predictor: every training window needs up and down labels); for them the range's
+    candles are read here, so a request that could only fail saves nothing.
+    """
+    kind = get_kind(run_settings.kind)
+    if type(kind).check_data is StrategyKind.check_data:
+        return
+    candles, _ = candles_load(
+        instrument_id=run_settings.instrument_id,
+        timeframe=run_settings.timeframe,
+        start=run_settings.start,
+        end=run_settings.end,
+    )
+    try:
+        kind.check_data(candles, run_settings.parameters)
+    except ParamValidationError as exc:
+        raise BacktestInputError({"parameters": exc.errors}) from None
 
 
 def candle_count_check(*, run_settings: RunSettings, needed: int, needed_by: str) -> None:

@@ -24,6 +24,7 @@ from backtests.services.run_settings import (
     RunSettings,
     backtest_key,
     candle_count_check,
+    data_check,
     run_settings_resolve,
 )
 from persistence.services import cache_evict, cache_load, cache_lookup
@@ -106,6 +107,7 @@ def backtest_submit(
         needed=get_kind(resolved.kind).min_bars(resolved.parameters),
         needed_by=f"{resolved.kind} with these parameters",
     )
+    data_check(run_settings=resolved)
     run = _run_build(user=user, strategy=strategy, resolved=resolved)
 
     cached = _cached_source(run.params_hash) if use_cache else None

@@ -256,6 +256,14 @@ class StrategyKind:
         self.validate(params)
         return {}
 
+    def check_data(self, candles: pd.DataFrame, params: Mapping[str, Any]) -> None:
+        """Refuse data these validated params cannot trade on, before anything is queued.
+
+        Most kinds need only enough bars (`min_bars`); a kind that learns from the data (the
+        ML predictor) also needs every training window to hold both classes. Raises
+        ParamValidationError naming the parameter to change.
+        """
+
     def spec_json(self) -> list[dict[str, Any]]:
         return self.params.to_json()
 

@@ -131,16 +131,14 @@ def test_the_lab_panel_reads_the_runs_ml_diagnostics(api_client, ml_strategy) ->
     assert "<script>" not in html and "style=" not in html  # nothing inline, for the CSP
 
 
-def test_a_training_window_missing_a_class_fails_the_run_naming_train_window(
+def test_a_training_window_missing_a_class_is_a_400_naming_train_window_and_saves_nothing(
     api_client, ml_strategy
 ) -> None:
     # A dead zone of +-50% leaves every hourly bar flat: no "up" bar to learn from.
     response = submit(api_client, ml_strategy, parameters={**SMALL_ML, "threshold": 0.5})
-    assert response.status_code == 201
-    run = BacktestRun.objects.get(pk=response.json()["id"])
-    services.backtest_execute(run_id=run.pk, task_id=run.celery_task_id)
-    run.refresh_from_db()
-    assert run.status == "failed"
-    assert "train_window" in run.error and "no 'up' label" in run.error
+    assert response.status_code == 400
+    errors = response.json()["parameters"]["train_window"]
+    assert "no 'up' label" in errors[0], errors
+    assert not BacktestRun.objects.exists()
     assert model_artifacts() == 0
-    assert api_client.get(f"{URL}{run.pk}/ml/").status_code == 409
+    assert not Artifact.objects.exists()

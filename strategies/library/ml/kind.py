@@ -34,6 +34,7 @@ from strategies.library.ml.walkforward import (
     ModelStore,
     WalkForwardResult,
     WalkForwardSpec,
+    check_classes,
     probability_targets,
     walk_forward,
 )
@@ -284,6 +285,12 @@ class MlPredictor(StrategyKind):
             on_fold = cache.get(PROGRESS_KEY, lambda: None)
         try:
             return walk_forward(candles, spec, cache=cache, store=store, on_fold=on_fold)
+        except MissingClassError as exc:
+            raise ParamValidationError({"train_window": [str(exc)]}) from None
+
+    def check_data(self, candles: pd.DataFrame, params: Mapping[str, Any]) -> None:
+        try:
+            check_classes(candles, spec_of(params))
         except MissingClassError as exc:
             raise ParamValidationError({"train_window": [str(exc)]}) from None
 

@@ -252,6 +252,30 @@ def _permutation_importance(
     return [float(accuracy - v) for v in hits.reshape(k, PERMUTATION_REPEATS).mean(axis=1)]
 
 
+def check_classes(candles: pd.DataFrame, spec: WalkForwardSpec) -> None:
+    """Raise MissingClassError for the first fold whose training labels lack up or down.
+
+    Labels only, no features or models: cheap enough to run when a backtest is requested,
+    so a window that could not be trained is refused before anything is saved.
+    """
+    close = np.asarray(candles["close"].to_numpy(dtype=np.float64))
+    labels = make_labels(close, spec.lookahead, spec.threshold)
+    folds = fold_windows(
+        len(candles),
+        first_predict=spec.first_prediction(),
+        train_window=spec.train_window,
+        step=spec.step,
+        lookahead=spec.lookahead,
+        purge=spec.purge,
+        embargo=spec.embargo,
+    )
+    for fold in folds:
+        train_labels = labels[fold.train_start : fold.train_end]
+        for value, name in ((UP, "up"), (DOWN, "down")):
+            if not np.any(train_labels == value):
+                raise MissingClassError(fold.index, name, fold.train_start, fold.train_end)
+
+
 def walk_forward(
     candles: pd.DataFrame,
     spec: WalkForwardSpec,
