@@ -97,11 +97,11 @@ def test_without_the_demo_user_nothing_is_seeded(db) -> None:
 def test_a_run_failing_midway_leaves_nothing_of_it_and_is_reported(demo, monkeypatch) -> None:
     real_engine = execution.run_backtest
 
-    def donchian_breaks(candles, strategy, config, progress=None):  # type: ignore[no-untyped-def]
+    def donchian_breaks(candles, strategy, config, progress=None, cache=None):  # type: ignore[no-untyped-def]
         if strategy.kind == "donchian_breakout":
             progress(len(candles) // 2, len(candles))
             raise EngineError("the engine broke halfway")
-        return real_engine(candles, strategy, config, progress=progress)
+        return real_engine(candles, strategy, config, progress=progress, cache=cache)
 
     monkeypatch.setattr(execution, "run_backtest", donchian_breaks)
 

@@ -223,13 +223,13 @@ def test_a_running_run_cancelled_stops_and_stores_nothing(user, strategy, monkey
     run = submit(user, strategy)
     real = execution.run_backtest
 
-    def cancel_midway(candles, ref, config, progress):  # type: ignore[no-untyped-def]
+    def cancel_midway(candles, ref, config, progress, cache=None):  # type: ignore[no-untyped-def]
         def on_progress(done: int, total: int) -> None:
             if done > total // 2:
                 BacktestRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED)
             progress(done, total)
 
-        return real(candles, ref, config, progress=on_progress)
+        return real(candles, ref, config, progress=on_progress, cache=cache)
 
     monkeypatch.setattr(execution, "run_backtest", cancel_midway)
     run = execute(run)
