@@ -26,7 +26,8 @@ from strategies.library.registry import UnknownStrategyKind, get_kind
 
 # Part of every result's cache key: bump whenever any number the engine returns changes.
 # 2.0.0: liquidation instead of negative equity, calendars, fractional targets, sizing modes.
-ENGINE_VERSION = "2.0.0"
+# 2.1.0: trailing, ATR and time stops; close, limit and stop entries; spread.
+ENGINE_VERSION = "2.1.0"
 
 
 def resolve_kind(name: str) -> StrategyKind:

@@ -8,10 +8,13 @@ The fill rules are those stated in `backtests.engine`'s docstring. Two paths imp
   commits a fixed fraction of equity the cash after every trade is a running product of
   per-trade growth factors.
 - Everything else (fractional targets, the other sizing modes, fixed and minimum fees,
-  quantity steps, minimum notional) makes each order depend on the cash the previous one
-  left, so `_simulate_orders` walks the orders in sequence: one step per change of target,
-  not per bar. Bar ranges are only searched where a stop, target or liquidation level can
-  be reached.
+  quantity steps, minimum notional, leverage beyond the equity, a maintenance margin,
+  borrow costs, entries other than at the next open, trailing, ATR and time stops) makes
+  each order depend on the cash the previous one left, or on the path since entry, so
+  `_simulate_orders` walks the orders in sequence: one step per change of target, not per
+  bar. Bar ranges are only searched where a stop, target or liquidation level can be
+  reached (every bar, under a trailing stop or borrow costs). A spread is only a larger
+  market-fill cost, so it keeps the vectorised path.
 
 Both paths describe the account as spans over which cash and quantity are constant, so
 equity at every close is cash + quantity * close, computed in one vectorised pass.
@@ -28,6 +31,10 @@ import numpy as np
 
 from backtests.engine.candles import CandleArrays
 from backtests.engine.config import (
+    ENTRY_CLOSE,
+    ENTRY_LIMIT,
+    ENTRY_MARKET,
+    ENTRY_STOP,
     SIZING_FIXED_NOTIONAL,
     SIZING_FIXED_QUANTITY,
     SIZING_FRACTION,
@@ -40,14 +47,27 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
 EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET, EXIT_END, EXIT_LIQUIDATION = 0, 1, 2, 3, 4
-EXIT_REASONS = np.array(["signal", "stop", "target", "end", "liquidation"], dtype=object)
+EXIT_TRAILING_STOP, EXIT_ATR_STOP, EXIT_TIME_STOP = 5, 6, 7
+EXIT_REASONS = np.array(
+    [
+        "signal",
+        "stop",
+        "target",
+        "end",
+        "liquidation",
+        "trailing_stop",
+        "atr_stop",
+        "time_stop",
+    ],
+    dtype=object,
+)
 
 # Quantities within this many steps below a whole number of steps round up to it: float
 # division turns 0.3 / 0.1 into 2.9999999999999996.
 _STEP_TOLERANCE = 1e-9
 
 TRADE_COLUMNS = [
-    "entry_time",  # open time of the bar whose open filled the entry (UTC)
+    "entry_time",  # open time of the bar that filled the entry (at its open, close or a level)
     "exit_time",  # open time of the exit bar; for an open trade, of the last bar
     "direction",  # "long" or "short"
     "entry_price",  # fill price including slippage (quantity-weighted over adding fills)
@@ -57,7 +77,7 @@ TRADE_COLUMNS = [
     "pnl_pct",  # pnl / entry notional * 100
     "fees",  # every fill's fee (no exit fee while open)
     "duration",  # exit_time - entry_time, in seconds
-    "exit_reason",  # "signal", "stop", "target", "liquidation" or "end" (still open)
+    "exit_reason",  # one of EXIT_REASONS; "end" for a trade still open
     "is_open",  # True for a position still open at the last bar
 ]
 
@@ -136,6 +156,14 @@ def _vectorisable(config: BacktestConfig) -> bool:
         and config.min_fee == 0
         and config.quantity_step is None
         and config.min_notional == 0
+        and config.entry_order == ENTRY_MARKET
+        and config.trailing_stop_pct is None
+        and config.atr_stop_multiple is None
+        and config.time_stop_bars is None
+        # Leverage the sizing never uses changes nothing; a leveraged long can be liquidated.
+        and config.size_fraction <= 1
+        and config.maintenance_margin_pct == 0
+        and config.borrow_rate_pct == 0
     )
 
 
@@ -154,10 +182,24 @@ def simulate(
     wanted = np.nan_to_num(target, nan=0.0)
     if not config.allow_short:
         wanted = np.maximum(wanted, 0.0)
-    held = np.empty(len(bars))
+    # A fill at the signal bar's own close needs one more slot: the last bar's signal.
+    held = np.empty(len(bars) + (config.entry_order == ENTRY_CLOSE))
     held[0] = 0.0
-    held[1:] = wanted[:-1]
-    return _simulate_orders(bars, held, config, progress)
+    held[1:] = wanted[: len(held) - 1]
+    return _simulate_orders(bars, held, config, progress, _borrow_per_bar(bars, config))
+
+
+def _borrow_per_bar(bars: CandleArrays, config: BacktestConfig) -> float:
+    """borrow_rate_pct as a fraction charged per bar, over the calendar's bars per year."""
+    if config.borrow_rate_pct == 0:
+        return 0.0
+    # Imported here: metrics imports this module.
+    from backtests.engine.metrics import BarContext, bars_per_year
+
+    per_year = bars_per_year(config, BarContext(bars.ts_ns, bars.close))
+    if per_year is None:
+        raise EngineError("borrow_rate_pct needs the timeframe (set it, or let it be inferred)")
+    return config.borrow_rate_pct / 100.0 / per_year
 
 
 def _spans_to_bars(span_start: IntArray, n: int) -> np.ndarray:
@@ -183,7 +225,7 @@ def _simulate_vectorised(
     n = len(bars)
     o, c = bars.open, bars.close
     fee = config.fee_rate
-    slip = config.slippage
+    slip = config.market_cost
     frac = config.size_fraction
 
     # Positions are small integers: int8 arrays keep the per-bar work in cache.
@@ -462,7 +504,7 @@ def _apply_stops(
         stop_level=stop_level[t],
         target_level=target_level[t],
         liq_level=liq_level[t],
-        slip=config.slippage,
+        slip=config.market_cost,
     )
     x_bar[t] = bar[at]
     reason[t] = why
@@ -489,6 +531,8 @@ class _Account:
             config.fixed_fee,
             config.min_fee,
         )
+        self.maintenance = config.maintenance_margin_pct / 100.0
+        self.borrow = 0.0  # borrow_rate_pct per bar
         self.cash = float(config.initial_capital)
         self.quantity = 0.0
         self.ruined = False
@@ -505,6 +549,12 @@ class _Account:
         self.fees = 0.0
         self.stop_level = math.nan
         self.target_level = math.nan
+        self.atr_level = math.nan
+        # The best price since entry, as side * price (higher is better for both sides).
+        self.best = math.nan
+        self.time_stop_bar = math.inf
+        # The ATR at the signal bar of the order about to open a position (NaN: none).
+        self.signal_atr = math.nan
 
     def _span(self, bar: int) -> None:
         # Several fills on one bar (a flip, a stop on the entry bar): the last one holds
@@ -516,19 +566,26 @@ class _Account:
             self.span_cash.append(self.cash)
             self.span_quantity.append(self.quantity)
 
+    def _open(self, bar: int, side: int, price: float) -> None:
+        """Start a round trip: its exit levels are set from the opening fill price."""
+        c = self.config
+        self.entry_bar, self.side, self.cash_before = bar, side, self.cash
+        self.added = self.added_notional = self.reduced = self.reduced_notional = 0.0
+        self.fees = 0.0
+        sl, tp, k = c.stop_loss_pct, c.take_profit_pct, c.atr_stop_multiple
+        self.stop_level = math.nan if sl is None else price * (1 - side * sl / 100)
+        self.target_level = math.nan if tp is None else price * (1 + side * tp / 100)
+        self.atr_level = math.nan if k is None else price - side * k * self.signal_atr
+        self.best = side * price
+        self.time_stop_bar = math.inf if c.time_stop_bars is None else bar + c.time_stop_bars
+
     def fill(self, bar: int, units: float, price: float, *, after: float | None = None) -> None:
         """Buy (units > 0) or sell (units < 0) at `price` on `bar`; `after` is the quantity
         held afterwards when the caller knows it exactly (on the quantity step)."""
         notional = abs(units) * price
         fee = max(self.fee_rate * notional + self.fixed_fee, self.min_fee)
         if self.quantity == 0.0:
-            c = self.config
-            self.entry_bar, self.side, self.cash_before = bar, (1 if units > 0 else -1), self.cash
-            self.added = self.added_notional = self.reduced = self.reduced_notional = 0.0
-            self.fees = 0.0
-            sl, tp = c.stop_loss_pct, c.take_profit_pct
-            self.stop_level = math.nan if sl is None else price * (1 - self.side * sl / 100)
-            self.target_level = math.nan if tp is None else price * (1 + self.side * tp / 100)
+            self._open(bar, 1 if units > 0 else -1, price)
         self.cash -= units * price + fee
         self.fees += fee
         if units * self.side > 0:
@@ -543,7 +600,8 @@ class _Account:
     def close(self, bar: int, price: float, reason: int) -> None:
         """Close the whole position; an account left with nothing is ruined."""
         self.fill(bar, -self.quantity, price, after=0.0)
-        if reason == EXIT_LIQUIDATION or self.cash <= 0.0:
+        wiped = reason == EXIT_LIQUIDATION and self.maintenance == 0.0
+        if wiped or self.cash <= 0.0:
             # The account cannot lose more than it has: a fill beyond the liquidation
             # level (a gap) costs everything, and no more.
             self.cash = 0.0
@@ -580,14 +638,26 @@ class _Account:
         if self.quantity != 0.0:
             self.rows.append(self._row(self.n - 1, EXIT_END, is_open=True, last_close=last_close))
 
-    def liquidation_level(self) -> float:
-        """The price at which closing the position (with its fee) would leave nothing."""
-        cash, units = self.cash, abs(self.quantity)
+    def liquidation_level(self, cash: Any = None) -> Any:
+        """The price at which closing the position (with its fee) would leave the
+        maintenance margin, a share m of its notional: cash + q * p - fee = m * |q| * p.
+        `cash` (a float or an array) stands in for the account's cash when given."""
+        scalar = cash is None
+        cash = self.cash if scalar else cash
+        units, m = abs(self.quantity), self.maintenance
         if self.quantity > 0:
-            by_rate = (self.fixed_fee - cash) / (units * (1.0 - self.fee_rate))
-            return max(by_rate, (self.min_fee - cash) / units)
-        by_rate = (cash - self.fixed_fee) / (units * (1.0 + self.fee_rate))
-        return min(by_rate, (cash - self.min_fee) / units)
+            by_rate = (self.fixed_fee - cash) / (units * (1.0 - self.fee_rate - m))
+            by_minimum = (self.min_fee - cash) / (units * (1.0 - m))
+            return max(by_rate, by_minimum) if scalar else np.maximum(by_rate, by_minimum)
+        by_rate = (cash - self.fixed_fee) / (units * (1.0 + self.fee_rate + m))
+        by_minimum = (cash - self.min_fee) / (units * (1.0 + m))
+        return min(by_rate, by_minimum) if scalar else np.minimum(by_rate, by_minimum)
+
+    def charge(self, bars: list[int], cash_after: list[float]) -> None:
+        """Record borrow charges: cash_after[i] is the cash after bar bars[i]'s close."""
+        for bar, cash in zip(bars, cash_after, strict=True):
+            self.cash = cash
+            self._span(bar)
 
 
 def _full_size(config: BacktestConfig, equity: float, price: float) -> float:
@@ -610,38 +680,105 @@ def _affordable(config: BacktestConfig, budget: float, price: float) -> float:
     return max(0.0, min(by_rate, by_minimum))
 
 
+def wilder_atr(bars: CandleArrays, period: int) -> FloatArray:
+    """Wilder's average true range at each bar's close (NaN for the first period - 1 bars).
+
+    The true range is max(high - low, |high - previous close|, |low - previous close|)
+    (high - low on the first bar); the first ATR is the mean of the first `period` true
+    ranges, and each later one is (previous * (period - 1) + true range) / period.
+    """
+    h, lo, c = bars.high, bars.low, bars.close
+    previous = np.r_[np.nan, c[:-1]]
+    true_range = np.fmax(h - lo, np.fmax(np.abs(h - previous), np.abs(lo - previous)))
+    atr = np.full(len(c), np.nan)
+    if len(c) < period:
+        return atr
+    atr[period - 1] = true_range[:period].mean()
+    for t in range(period, len(c)):
+        atr[t] = (atr[t - 1] * (period - 1) + true_range[t]) / period
+    return atr
+
+
 def _simulate_orders(
     bars: CandleArrays,
     held: FloatArray,
     config: BacktestConfig,
     progress: ProgressFn | None,
+    borrow: float = 0.0,
 ) -> Simulation:
-    """The general case, one change of target at a time (see the module docstring)."""
+    """The general case, one change of target at a time (see the module docstring).
+
+    `held[s]` is the target decided at bar s - 1's close. A change of it acts at bar s's
+    open (or, for entry_order "close", at bar s - 1's close), and the position it leaves is
+    held through the ranges of bars s up to the next change.
+    """
     n = len(bars)
-    o, h, lo, c = bars.open, bars.high, bars.low, bars.close
-    slip = config.slippage
+    o, c = bars.open, bars.close
+    cost = config.market_cost
     step = config.quantity_step
-    starts, ends, values = _runs(held)
-    # The extremes of each run: only a run whose range reaches a level is searched bar by bar.
-    run_high = np.maximum.reduceat(h, starts).tolist()
-    run_low = np.minimum.reduceat(lo, starts).tolist()
+    at_close = config.entry_order == ENTRY_CLOSE
+    resting = config.entry_order in (ENTRY_LIMIT, ENTRY_STOP)
+    starts, raw_ends, values = _runs(held)
+    ends = np.minimum(raw_ends, n)
+    # The extremes of each run: only a run whose range reaches a level is searched bar by
+    # bar. (With fills at closes the last run may start after the last bar: no range.)
+    inside = starts < n
+    run_high = np.full(len(starts), np.nan)
+    run_low = np.full(len(starts), np.nan)
+    run_high[inside] = np.maximum.reduceat(bars.high, starts[inside])
+    run_low[inside] = np.minimum.reduceat(bars.low, starts[inside])
+    atr = None if config.atr_stop_multiple is None else wilder_atr(bars, config.atr_period)
     account = _Account(config, n)
-    # Orders only ever fill at the open of a run's first bar.
-    run_open = o[starts].tolist()
-    runs = zip(starts.tolist(), ends.tolist(), values.tolist(), run_open, strict=True)
-    for r, (s, e, v, bar_open) in enumerate(runs):
+    account.borrow = borrow
+    runs = zip(
+        starts.tolist(),
+        ends.tolist(),
+        raw_ends.tolist(),
+        values.tolist(),
+        run_high.tolist(),
+        run_low.tolist(),
+        strict=True,
+    )
+    for s, e, raw_end, v, high, low in runs:
         side = (v > 0) - (v < 0)
-        if account.quantity != 0.0 and side != account.side:
-            # Flat or the other side: close everything at this open, as a signal.
-            account.close(s, bar_open * (1.0 - account.side * slip), EXIT_SIGNAL)
+        act = s - 1 if at_close else s
+        act_price = float(c[act] if at_close else o[s])
+        # The next change of target acts at this bar (n: none within the data).
+        next_act = raw_end - 1 if at_close else e
+        if account.quantity != 0.0:
+            sell_at = act_price * (1.0 - account.side * cost)
+            if side != account.side:
+                # Flat or the other side: close everything here, as a signal.
+                account.close(act, sell_at, EXIT_SIGNAL)
+            elif account.time_stop_bar <= act:
+                # A resize on the time stop's bar: the time stop closes, the resize is dropped.
+                account.close(act, sell_at, EXIT_TIME_STOP)
+                side = 0
             if account.ruined:
                 break
+        check_from, target_on_first = s, True
         if side:
-            _rebalance(account, s, side, abs(v), bar_open, step)
+            account.signal_atr = math.nan if atr is None else float(atr[s - 1])
+            if resting and account.quantity == 0.0:
+                filled = _fill_resting(account, bars, s, e, side, abs(v), step)
+                if filled is None:
+                    continue
+                check_from, target_on_first = filled
+            else:
+                buy_in = act_price * (1.0 + side * cost)
+                sell_at = act_price * (1.0 - side * cost)
+                _rebalance(account, act, side, abs(v), act_price, buy_in, sell_at, step)
+            if account.ruined:
+                break
+        if at_close and borrow and account.quantity != 0.0:
+            # Held at this close after its fills: the close's borrow charge.
+            _charge_at_close(account, bars, act)
             if account.ruined:
                 break
         if account.quantity != 0.0:
-            _check_levels(account, bars, s, e, run_high[r], run_low[r])
+            _check_levels(
+                account, bars, check_from, e, next_act, high, low, target_on_first=target_on_first
+            )
             if account.ruined:
                 break
     account.mark_open_trade(float(c[-1]))
@@ -665,17 +802,24 @@ def _simulate_orders(
 
 
 def _rebalance(
-    account: _Account, bar: int, side: int, fraction: float, bar_open: float, step: float | None
+    account: _Account,
+    bar: int,
+    side: int,
+    fraction: float,
+    mark: float,
+    buy_in: float,
+    sell_at: float,
+    step: float | None,
 ) -> None:
-    """Bring the position to `fraction` of the full size on `side` at `bar`'s open."""
+    """Bring the position to `fraction` of the full size on `side` at `bar`: equity is
+    marked at `mark`, units are added at `buy_in` and taken off at `sell_at`."""
     config = account.config
-    equity = account.cash + account.quantity * bar_open
-    buy_in = bar_open * (1.0 + side * config.slippage)  # adding to a position on `side`
+    equity = account.cash + account.quantity * mark
     desired = fraction * _full_size(config, equity, buy_in)
     if config.sizing != SIZING_FRACTION:
-        # Without leverage no position may cost more than the equity: notional + fee <=
-        # equity (a fraction of equity never does).
-        desired = min(desired, _affordable(config, equity, buy_in))
+        # No position may cost more than max_leverage times the equity: notional + fee <=
+        # max_leverage * equity (a fraction of equity within max_leverage never does).
+        desired = min(desired, _affordable(config, config.max_leverage * equity, buy_in))
     if step is not None:
         desired = math.floor(desired / step + _STEP_TOLERANCE) * step
     held = abs(account.quantity)
@@ -685,50 +829,222 @@ def _rebalance(
         return
     if desired <= 0.0:
         # Closing entirely is never skipped: the position must be able to go.
-        account.close(bar, bar_open * (1.0 - side * config.slippage), EXIT_SIGNAL)
+        account.close(bar, sell_at, EXIT_SIGNAL)
         return
     change = desired - held
-    price = buy_in if change > 0 else bar_open * (1.0 - side * config.slippage)
+    price = buy_in if change > 0 else sell_at
     if abs(change) * price < config.min_notional:
         account.skipped += 1
         return
     account.fill(bar, side * change, price, after=side * desired)
 
 
+def _fill_resting(
+    account: _Account,
+    bars: CandleArrays,
+    start: int,
+    end: int,
+    side: int,
+    fraction: float,
+    step: float | None,
+) -> tuple[int, bool] | None:
+    """Fill a limit or stop entry placed at bar start - 1's close, if some bar of
+    [start, end) within its validity reaches it; returns (fill bar, whether the fill bar's
+    whole range traded after the fill), or None when the order lapsed or was cancelled."""
+    config = account.config
+    last = min(end, start + config.entry_valid_bars)
+    offset = config.entry_offset_pct / 100.0  # type: ignore[operator]
+    reference = float(bars.close[start - 1])
+    opens = bars.open[start:last]
+    # In favour terms (side * price): a limit rests below the market's favour, a stop above.
+    if config.entry_order == ENTRY_LIMIT:
+        level = reference * (1.0 - side * offset)
+        reached = (bars.low[start:last] <= level) if side > 0 else (bars.high[start:last] >= level)
+    else:
+        level = reference * (1.0 + side * offset)
+        reached = (bars.high[start:last] >= level) if side > 0 else (bars.low[start:last] <= level)
+    if not reached.any():
+        return None
+    i = int(np.argmax(reached))
+    bar, bar_open = start + i, float(opens[i])
+    if config.entry_order == ENTRY_LIMIT:
+        # A bar that opens beyond the limit fills at its (better) open; limits do not slip.
+        at_open = side * bar_open <= side * level
+        price = bar_open if at_open else level
+    else:
+        # A stop becomes a market order when touched: at the open if it gapped through.
+        at_open = side * bar_open >= side * level
+        price = (bar_open if at_open else level) * (1.0 + side * config.market_cost)
+    _rebalance(account, bar, side, fraction, price, price, price, step)
+    if account.quantity == 0.0:
+        return None
+    return bar, at_open
+
+
 def _check_levels(
-    account: _Account, bars: CandleArrays, start: int, end: int, high: float, low: float
+    account: _Account,
+    bars: CandleArrays,
+    start: int,
+    end: int,
+    next_act: int,
+    high: float,
+    low: float,
+    *,
+    target_on_first: bool,
 ) -> None:
-    """Close the position at the first stop, target or liquidation level reached in
-    bars [start, end), all of which it is held through (rules in `_resolve_exits`)."""
+    """Close the position at the first exit level reached in bars [start, end), all of
+    which it is held through, or at its time stop if that comes before `next_act`; `high`
+    and `low` bound the range of those bars. Rules 7, 8 and 14 of the package docstring."""
+    config = account.config
     side = account.side
+    at_close = config.entry_order == ENTRY_CLOSE
+    time_bar = account.time_stop_bar
+    # A time stop at an open ends the search before its bar; at a close, after it.
+    last = int(min(end, time_bar + 1 if at_close else time_bar))
     liq = account.liquidation_level()
-    stop, target = account.stop_level, account.target_level
+    fixed = [
+        (side * account.stop_level, EXIT_STOP),
+        (side * account.atr_level, EXIT_ATR_STOP),
+    ]
+    fixed = [(level, why) for level, why in fixed if not math.isnan(level)]
+    fixed_adverse = max((level for level, _ in fixed), default=math.nan)
+    trail = config.trailing_stop_pct
     worst = low if side > 0 else -high
     best = high if side > 0 else -low
     # NaN levels compare False.
-    if not (worst <= side * stop or worst <= side * liq or best >= side * target):
-        return
-    span = slice(start, end)
-    worst_bars = bars.low[span] if side > 0 else -bars.high[span]
-    best_bars = bars.high[span] if side > 0 else -bars.low[span]
-    stop_hit = worst_bars <= side * stop
-    liq_hit = worst_bars <= side * liq
-    target_hit = best_bars >= side * target
-    any_hit = stop_hit | liq_hit | target_hit
-    i = int(np.argmax(any_hit))
-    d = np.array([float(side)])
-    price, reason = _resolve_exits(
-        bar_open=bars.open[start + i : start + i + 1],
-        d=d,
-        stop_hit=stop_hit[i : i + 1],
-        target_hit=target_hit[i : i + 1],
-        liq_hit=liq_hit[i : i + 1],
-        stop_level=np.array([stop]),
-        target_level=np.array([target]),
-        liq_level=np.array([liq]),
-        slip=account.config.slippage,
+    borrow = account.borrow
+    reachable = (
+        trail is not None
+        or borrow
+        or (worst <= fixed_adverse or worst <= side * liq or best >= side * account.target_level)
     )
-    account.close(start + i, float(price[0]), int(reason[0]))
+    # Bars whose close charges borrow: held through to the close and not filled at it.
+    charge_end = int(min(last, time_bar, next_act))
+    if reachable and start < last:
+        span = slice(start, last)
+        worst_bars = bars.low[span] if side > 0 else -bars.high[span]
+        best_bars = bars.high[span] if side > 0 else -bars.low[span]
+        cash_after = closes_liquidated = None
+        if borrow:
+            # Each close's charge lowers the cash the next bar's liquidation level sees.
+            closes = bars.close[span]
+            cash_after = _borrow_path(account, closes)
+            liq = account.liquidation_level(np.r_[account.cash, cash_after[:-1]])
+            closes_liquidated = side * closes <= side * account.liquidation_level(cash_after)
+            closes_liquidated[max(0, charge_end - start) :] = False
+        adverse = np.full(last - start, fixed_adverse)
+        trail_fav = adverse
+        if trail is not None:
+            # The best price before each bar: a bar's own extreme may come after its low.
+            before = np.maximum.accumulate(np.r_[account.best, best_bars[:-1]])
+            trail_fav = before * (1.0 - side * trail / 100.0)
+            adverse = np.fmax(adverse, trail_fav)
+        stop_hit = worst_bars <= adverse
+        liq_hit = worst_bars <= side * liq
+        target_hit = best_bars >= side * account.target_level
+        if not target_on_first:
+            target_hit[0] = False
+        any_hit = stop_hit | liq_hit | target_hit
+        if closes_liquidated is not None and cash_after is not None:
+            # A close that leaves the position beyond its (charged) liquidation level
+            # liquidates it at that close, unless the bar's range exited it first.
+            at_close_hit = closes_liquidated & ~any_hit
+            if at_close_hit.any():
+                j = int(np.argmax(at_close_hit))
+                if not any_hit[:j].any():
+                    account.charge(list(range(start, start + j + 1)), cash_after[: j + 1].tolist())
+                    account.close(start + j, float(bars.close[start + j]), EXIT_LIQUIDATION)
+                    return
+        if any_hit.any():
+            i = int(np.argmax(any_hit))
+            if cash_after is not None:
+                account.charge(list(range(start, start + i)), cash_after[:i].tolist())
+            bar_liq = float(liq[i]) if cash_after is not None else liq
+            stops = [*fixed]
+            if trail is not None:
+                stops.append((float(trail_fav[i]), EXIT_TRAILING_STOP))
+            price, reason = _exit_on_bar(
+                side=side,
+                bar_open=float(bars.open[start + i]),
+                stops=stops,
+                stop_hit=bool(stop_hit[i]),
+                liq=bar_liq,
+                liq_hit=bool(liq_hit[i]),
+                target=account.target_level,
+                target_hit=bool(target_hit[i]),
+                cost=config.market_cost,
+            )
+            account.close(start + i, price, reason)
+            return
+        if trail is not None:
+            account.best = max(account.best, float(best_bars.max()))
+        if cash_after is not None and charge_end > start:
+            account.charge(
+                list(range(start, charge_end)), cash_after[: charge_end - start].tolist()
+            )
+    if time_bar < next_act:
+        bar = int(time_bar)
+        price = float(bars.close[bar] if at_close else bars.open[bar])
+        account.close(bar, price * (1.0 - side * config.market_cost), EXIT_TIME_STOP)
+
+
+def _borrow_path(account: _Account, closes: FloatArray) -> FloatArray:
+    """The cash after each of these closes' borrow charges: a short pays the rate on its
+    notional at the close, a long on the cash it borrowed (negative cash), compounding."""
+    k = account.borrow
+    if account.quantity < 0:
+        return account.cash - np.cumsum(k * -account.quantity * closes)
+    if account.cash < 0:
+        return account.cash * np.cumprod(np.full(len(closes), 1.0 + k))
+    return np.full(len(closes), account.cash)
+
+
+def _charge_at_close(account: _Account, bars: CandleArrays, bar: int) -> None:
+    """Charge bar `bar`'s close; liquidate there if that leaves the position beyond its
+    liquidation level."""
+    close = float(bars.close[bar])
+    cash_after = float(_borrow_path(account, bars.close[bar : bar + 1])[0])
+    account.charge([bar], [cash_after])
+    if account.side * close <= account.side * account.liquidation_level():
+        account.close(bar, close, EXIT_LIQUIDATION)
+
+
+def _exit_on_bar(
+    *,
+    side: int,
+    bar_open: float,
+    stops: list[tuple[float, int]],
+    stop_hit: bool,
+    liq: float,
+    liq_hit: bool,
+    target: float,
+    target_hit: bool,
+    cost: float,
+) -> tuple[float, int]:
+    """Fill price and reason of an exit on a bar where some level was reached; `stops`
+    holds (side * level, reason) of each stop that is set.
+
+    The rules of `_resolve_exits`: a bar that opens beyond a level fills at the open
+    (liquidation first, then the stops, then the target); otherwise the adverse levels come
+    before the target, and the nearest adverse level (the first the price reaches) wins,
+    a stop before the liquidation level on a tie, and of the stops the fixed one, then the
+    ATR stop, then the trailing stop. Stops slip and pay half the spread; take-profits and
+    liquidations do not.
+    """
+    fav_open = side * bar_open
+    live = [(level, why) for level, why in stops if not math.isnan(level)]
+    nearest, why = max(live, key=lambda lv: lv[0]) if live else (math.nan, EXIT_STOP)
+    if liq_hit and fav_open <= side * liq:
+        return bar_open, EXIT_LIQUIDATION
+    if stop_hit and fav_open <= nearest:
+        return bar_open * (1.0 - side * cost), why
+    if target_hit and fav_open >= side * target:
+        return bar_open, EXIT_TARGET
+    if stop_hit and (not liq_hit or nearest >= side * liq):
+        return side * nearest * (1.0 - side * cost), why
+    if liq_hit:
+        return liq, EXIT_LIQUIDATION
+    return target, EXIT_TARGET
 
 
 def _trades_of_rows(rows: list[tuple[Any, ...]]) -> Trades:

@@ -35,20 +35,37 @@ def markets(draw: st.DrawFn) -> tuple:  # type: ignore[type-arg]
 
 
 @st.composite
-def configs(draw: st.DrawFn) -> BacktestConfig:
-    """Half the time a config the vectorised path takes (fraction sizing, fees as a rate)."""
-    plain = draw(st.booleans())
+def configs(draw: st.DrawFn, rules: bool = False) -> BacktestConfig:
+    """Half the time a config the vectorised path takes (fraction sizing, fees as a rate);
+    with `rules`, always one using the entry orders, exits and costs of rules 8, 14, 15."""
+    plain = not rules and draw(st.booleans())
     sizing = "fraction" if plain else draw(st.sampled_from(SIZINGS))
     stop = draw(st.one_of(st.none(), st.floats(0.5, 60.0)))
     if sizing == "risk" and stop is None:
         stop = 5.0
+    leverage = draw(st.sampled_from([1.0, 1.0, 3.0]))
     sizes = {
-        "fraction": {"size_fraction": draw(st.floats(0.05, 1.0))},
+        "fraction": {"size_fraction": draw(st.floats(0.05, leverage))},
         "fixed_quantity": {"fixed_quantity": draw(st.floats(0.01, 500.0))},
         "fixed_notional": {"fixed_notional": draw(st.floats(10.0, 30_000.0))},
         "risk": {"risk_pct": draw(st.floats(0.1, 100.0))},
     }[sizing]
+    # Half the time the order and exit rules of rules 14 and 15, which take the order path.
+    orders: dict = {}  # type: ignore[type-arg]
+    if rules or draw(st.booleans()):
+        entry = draw(st.sampled_from(["market", "close", "limit", "stop"]))
+        orders = {
+            "entry_order": entry,
+            "trailing_stop_pct": draw(st.one_of(st.none(), st.floats(0.5, 60.0))),
+            "atr_stop_multiple": draw(st.one_of(st.none(), st.floats(0.1, 5.0))),
+            "atr_period": draw(st.integers(1, 5)),
+            "time_stop_bars": draw(st.one_of(st.none(), st.integers(1, 6))),
+        }
+        if entry in ("limit", "stop"):
+            orders["entry_offset_pct"] = draw(st.floats(0.0, 30.0))
+            orders["entry_valid_bars"] = draw(st.integers(1, 4))
     return BacktestConfig(
+        spread_bps=draw(st.sampled_from([0.0, 30.0])),
         fee_rate=draw(st.sampled_from([0.0, 0.001, 0.01])),
         fixed_fee=0.0 if plain else draw(st.sampled_from([0.0, 1.0, 25.0])),
         min_fee=0.0 if plain else draw(st.sampled_from([0.0, 5.0, 60.0])),
@@ -60,11 +77,15 @@ def configs(draw: st.DrawFn) -> BacktestConfig:
         min_notional=0.0 if plain else draw(st.sampled_from([0.0, 500.0])),
         timeframe="1d",
         sizing=sizing,
+        max_leverage=leverage,
+        maintenance_margin_pct=0.0 if plain else draw(st.sampled_from([0.0, 5.0, 30.0])),
+        borrow_rate_pct=0.0 if plain else draw(st.sampled_from([0.0, 50.0, 1_000.0])),
         **sizes,
+        **orders,
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(market=markets(), config=configs())
 def test_equity_is_never_negative_and_is_cash_plus_position_at_every_bar(market, config):
     candles, targets = market
@@ -82,7 +103,7 @@ def test_equity_is_never_negative_and_is_cash_plus_position_at_every_bar(market,
     json.dumps(result.metrics, allow_nan=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(market=markets(), config=configs())
 def test_the_engine_agrees_with_the_bar_by_bar_reference(market, config):
     candles, targets = market
@@ -92,6 +113,24 @@ def test_the_engine_agrees_with_the_bar_by_bar_reference(market, config):
     closed = result.trades[~result.trades.is_open]
     assert closed.exit_reason.tolist() == [why for why, _ in expected.exits]
     assert result.metrics["orders_skipped"] == expected.skipped
+
+
+@settings(max_examples=300, deadline=None)
+@given(market=markets(), config=configs(rules=True))
+def test_entry_orders_exits_leverage_and_borrow_agree_with_the_reference(market, config):
+    candles, targets = market
+    result = run_positions(candles, targets, config)
+    expected = reference_run(candles, targets, config)
+    equity = result.equity.to_numpy()
+    assert (equity >= 0).all()
+    marked = result.cash.to_numpy() + result.quantity.to_numpy() * candles.close.to_numpy()
+    assert np.allclose(marked, equity, rtol=1e-9, atol=1e-9)
+    assert np.allclose(equity, expected.equity, rtol=1e-9, atol=1e-6)
+    closed = result.trades[~result.trades.is_open]
+    assert closed.exit_reason.tolist() == [why for why, _ in expected.exits]
+    assert math.isclose(
+        result.trades.pnl.sum(), equity[-1] - config.initial_capital, rel_tol=1e-9, abs_tol=1e-6
+    )
 
 
 @settings(max_examples=100, deadline=None)
