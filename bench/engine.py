@@ -17,6 +17,15 @@ Also times our order-by-order path (the one runs take when a quantity step, a fe
 another sizing mode or fractional targets are set) on the same workload, forced by a
 minimum notional of 1e-300 that skips nothing, against our vectorised path. (A quantity
 step would round this workload's quantities away: its fees shrink the account ~1e12-fold.)
+
+Portfolio section (after the table; `--portfolio-only` runs just it, `--skip-portfolio`
+leaves it out): 20 seeded random walks of 100,000 1-minute bars. Every hour each bar's
+close ranks the instruments by their trailing one-day return, and the best five get a
+target weight of 0.2 each until the next hour's ranking; 0.1% fee, 2 bps slippage, 10,000
+capital. Our run_portfolio gets the weights as decided at each close (it rebalances at the
+next open whenever they change); vectorbt gets `Portfolio.from_orders` with the same
+weights as target percents on those fill bars and NaN (no order) on every other bar,
+priced at the open, cash shared, sells first (call_seq="auto").
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bars would garble the table
 
 from backtests.engine import BacktestConfig, run_backtest, run_sweep
+from backtests.engine.portfolio import run_portfolio
 from strategies.library.base import StrategyRef
 
 FEE = 0.001
@@ -213,6 +223,141 @@ def bt_timed(df: pd.DataFrame, pairs: list[tuple[int, int]]) -> dict[str, Any]:
     return {"seconds": seconds, **result}
 
 
+# --- portfolio ----------------------------------------------------------------------------
+
+PORTFOLIO_INSTRUMENTS = 20
+PORTFOLIO_BARS = 100_000
+PORTFOLIO_TOP = 5  # instruments held at a time
+PORTFOLIO_EVERY = 60  # bars between rankings
+PORTFOLIO_LOOKBACK = 1_440  # bars of trailing return ranked on
+PORTFOLIO_SLIPPAGE_BPS = 2.0
+PORTFOLIO_CONFIG = BacktestConfig(
+    initial_capital=CAPITAL, fee_rate=FEE, slippage_bps=PORTFOLIO_SLIPPAGE_BPS, timeframe="1m"
+)
+
+
+def portfolio_workload(n: int, m: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """m seeded random walks and the hourly top-five rotation's weights (see the docstring)."""
+    candles = {f"W{i:02d}": random_walk(n, seed=1_000 + i) for i in range(m)}
+    close = np.column_stack([df["close"].to_numpy() for df in candles.values()])
+    trailing = np.full_like(close, np.nan)
+    trailing[PORTFOLIO_LOOKBACK:] = close[PORTFOLIO_LOOKBACK:] / close[:-PORTFOLIO_LOOKBACK]
+    weights = np.full_like(close, np.nan)
+    ranked_at = np.arange(PORTFOLIO_LOOKBACK, n, PORTFOLIO_EVERY)
+    best = np.argsort(-trailing[ranked_at], axis=1, kind="stable")[:, :PORTFOLIO_TOP]
+    weights[ranked_at] = 0.0
+    weights[ranked_at[:, None], best] = 1.0 / PORTFOLIO_TOP
+    # Held until the next ranking; nothing before the first.
+    frame = pd.DataFrame(weights, index=candles["W00"].index, columns=list(candles))
+    return candles, frame.ffill().fillna(0.0)
+
+
+def ours_portfolio(
+    candles: dict[str, pd.DataFrame], weights: pd.DataFrame, repeat: int
+) -> dict[str, Any]:
+    small = {name: df.iloc[:5_000] for name, df in candles.items()}
+    run_portfolio(small, weights.iloc[:5_000], PORTFOLIO_CONFIG)  # first-call costs
+    seconds, result = best_of(lambda: run_portfolio(candles, weights, PORTFOLIO_CONFIG), repeat)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    kept = run_portfolio(candles, weights, PORTFOLIO_CONFIG)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    del kept
+    return {
+        "seconds": seconds,
+        "final": float(result.equity.iloc[-1]),
+        "rebalances": len(result.rebalances),
+        "trades": len(result.trades),
+        "peak_mb": peak / 2**20,
+    }
+
+
+def vbt_portfolio_run(
+    close: pd.DataFrame, open_: pd.DataFrame, size: pd.DataFrame, with_stats: bool
+) -> float:
+    import vectorbt as vbt
+
+    pf = vbt.Portfolio.from_orders(
+        close=close,
+        price=open_,
+        size=size,
+        size_type="targetpercent",
+        group_by=True,
+        cash_sharing=True,
+        call_seq="auto",
+        fees=FEE,
+        slippage=PORTFOLIO_SLIPPAGE_BPS / 10_000,
+        init_cash=CAPITAL,
+        freq="1min",
+    )
+    final = float(np.asarray(pf.final_value()))
+    if with_stats:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pf.stats()
+    return final
+
+
+def vbt_portfolio(
+    candles: dict[str, pd.DataFrame], weights: pd.DataFrame, repeat: int
+) -> dict[str, Any]:
+    # The weights decided at bar t's close are vectorbt's target percents at bar t+1's open,
+    # on the bars where they differ from the bar before's (a first bar with weights counts
+    # as a change from holding nothing); NaN is no order.
+    held = weights.to_numpy()
+    held = np.vstack([np.zeros((1, held.shape[1])), held[:-1]])
+    fill_bars = np.flatnonzero((held[1:] != held[:-1]).any(axis=1)) + 1
+    size = np.full_like(held, np.nan)
+    size[fill_bars] = held[fill_bars]
+    # A plain RangeIndex, as for the single-instrument cases (see vbt_run).
+    close = pd.DataFrame({k: df["close"].to_numpy() for k, df in candles.items()})
+    open_ = pd.DataFrame({k: df["open"].to_numpy() for k, df in candles.items()})
+    size_frame = pd.DataFrame(size, columns=close.columns)
+    n = 5_000
+    vbt_portfolio_run(close.iloc[:n], open_.iloc[:n], size_frame.iloc[:n], with_stats=True)
+    core, final = best_of(lambda: vbt_portfolio_run(close, open_, size_frame, False), repeat)
+    full, _ = best_of(lambda: vbt_portfolio_run(close, open_, size_frame, True), repeat)
+    return {"seconds_core": core, "seconds": full, "final": final, "rebalances": len(fill_bars)}
+
+
+def portfolio_section(repeat: int) -> None:
+    m, n = PORTFOLIO_INSTRUMENTS, PORTFOLIO_BARS
+    candles, weights = portfolio_workload(n, m)
+    ours = ours_portfolio(candles, weights, repeat)
+    vbt = vbt_portfolio(candles, weights, repeat)
+    diff = abs(ours["final"] - vbt["final"]) / abs(vbt["final"])
+    print(
+        f"\nportfolio: {m} instruments x {n:,} 1-minute bars, hourly top-{PORTFOLIO_TOP} "
+        f"rotation by trailing {PORTFOLIO_LOOKBACK}-bar return, weights "
+        f"{1 / PORTFOLIO_TOP:g} each; fee {FEE:.1%}, slippage {PORTFOLIO_SLIPPAGE_BPS:g} bps, "
+        f"capital {CAPITAL:,.0f}"
+    )
+    print(
+        f"  rebalances: ours {ours['rebalances']:,}, vectorbt fill bars {vbt['rebalances']:,}; "
+        f"our trades (round trips per instrument) {ours['trades']:,}"
+    )
+    print(
+        f"  ours {ours['seconds'] * 1e3:.1f} ms (run_portfolio incl. validation, alignment, "
+        f"trades and every metric); peak memory growth {ours['peak_mb']:.1f} MB"
+    )
+    print(
+        f"  vectorbt {vbt['seconds_core'] * 1e3:.1f} ms core (from_orders + final value), "
+        f"{vbt['seconds'] * 1e3:.1f} ms with stats(), after JIT warm-up"
+    )
+    print(
+        f"  ratio ours/vectorbt: {ours['seconds'] / vbt['seconds_core']:.3f}x core, "
+        f"{ours['seconds'] / vbt['seconds']:.3f}x with stats (target <= 0.5x)"
+    )
+    verdict = "AGREE" if diff <= 1e-9 else "DIFFER"
+    print(
+        f"  final value: ours {ours['final']:.12g}, vectorbt {vbt['final']:.12g}, relative "
+        f"difference {diff:.2e} ({verdict}; target <= 1e-9)",
+        flush=True,
+    )
+
+
 # --- report -------------------------------------------------------------------------------
 
 
@@ -239,6 +384,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip backtesting.py on 1M bars")
     parser.add_argument("--skip-bt-grid", action="store_true", help="skip backtesting.py grid")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-portfolio", action="store_true", help="skip the portfolio case")
+    parser.add_argument("--portfolio-only", action="store_true", help="run only the portfolio case")
     args = parser.parse_args()
 
     import backtesting
@@ -252,6 +399,9 @@ def main() -> None:
         f"workload: sma_cross {FAST}/{SLOW}, long-only, fee {FEE:.1%}, capital {CAPITAL:,.0f}, "
         "1-minute random walk, fill at next open\n"
     )
+    if args.portfolio_only:
+        portfolio_section(args.repeat)
+        return
 
     rows = []
     notes = []
@@ -335,6 +485,8 @@ def main() -> None:
     print("growth during one run_backtest.\n")
     for line in notes:
         print(line, flush=True)
+    if not args.skip_portfolio:
+        portfolio_section(args.repeat)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Public API: run_backtest, run_positions (bring your own target positions), run_sweep,
 expand_grid, grid_size, sample_grid, BacktestConfig, BacktestResult, the EngineError
-family, ENGINE_VERSION, METRIC_DEFINITIONS and HEADLINE_METRICS.
+family, ENGINE_VERSION, METRIC_DEFINITIONS and HEADLINE_METRICS. Portfolios (several
+instruments, shared cash) are `backtests.engine.portfolio.run_portfolio`, whose module
+docstring states its own rules.
 
 Execution rules (each one is pinned by a test in tests/backtests/engine/: test_rules.py
 unless another module is named):
