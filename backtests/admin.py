@@ -269,6 +269,7 @@ class BacktestRunAdmin(LabLinkMixin, ResultAdminMixin, AuditedModelAdmin):
                     "allow_short",
                     "stop_loss_pct",
                     "take_profit_pct",
+                    "execution",
                 )
             },
         ),

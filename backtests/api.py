@@ -102,6 +102,65 @@ class RunOverridesMixin(serializers.Serializer):  # type: ignore[type-arg]
     take_profit_pct = serializers.DecimalField(
         max_digits=8, decimal_places=4, required=False, allow_null=True
     )
+    # Execution options (services.EXECUTION_FIELDS); the engine's rules for each are in
+    # backtests.engine's docstring.
+    entry_order = serializers.ChoiceField(
+        choices=["market", "close", "limit", "stop"],
+        required=False,
+        help_text="market: the next bar's open (the default); close: the signal bar's close; "
+        "limit or stop: a resting order entry_offset_pct % from the signal bar's close, valid "
+        "for entry_valid_bars bars.",
+    )
+    entry_offset_pct = serializers.DecimalField(
+        max_digits=8, decimal_places=4, required=False, allow_null=True
+    )
+    entry_valid_bars = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    trailing_stop_pct = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        help_text="Exit when the price falls this % from the best price since entry.",
+    )
+    atr_stop_multiple = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        help_text="A stop this many ATRs (Wilder's, over atr_period bars) from the entry.",
+    )
+    atr_period = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    time_stop_bars = serializers.IntegerField(
+        min_value=1,
+        max_value=10_000_000,
+        required=False,
+        allow_null=True,
+        help_text="Exit after this many bars held.",
+    )
+    max_leverage = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        required=False,
+        help_text="Notional up to this many times equity (1, the default: no leverage).",
+    )
+    maintenance_margin_pct = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        required=False,
+        help_text="Liquidate when equity falls to this % of the position's notional.",
+    )
+    borrow_rate_pct = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        required=False,
+        help_text="Yearly % paid per bar on a short's notional and a leveraged long's loan.",
+    )
+    spread_bps = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        required=False,
+        help_text="Bid-ask spread: market fills pay half of it.",
+    )
 
     def overrides(self) -> dict[str, Any]:
         data = self.validated_data
@@ -141,6 +200,7 @@ class BacktestRunSerializer(serializers.ModelSerializer):  # type: ignore[type-a
             "allow_short",
             "stop_loss_pct",
             "take_profit_pct",
+            "execution",
             "params_hash",
             "cache_hit",
             "shared_from",
@@ -217,6 +277,7 @@ class SweepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "allow_short",
             "stop_loss_pct",
             "take_profit_pct",
+            "execution",
             "grid",
             "samples",
             "rank_metric",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,7 @@ from backtests import analysis, selectors
 from backtests.engine import METRIC_DEFINITIONS
 from backtests.models import BacktestRun, RunStatus, Sweep
 from backtests.presentation import metric_label, params_text
+from backtests.services.run_settings import stored_overrides
 from backtests.services.sweeps import MINIMIZED_METRICS
 
 MAX_CURVE_POINTS = 1500
@@ -309,14 +311,10 @@ def sweep_open_request(sweep: Sweep) -> dict[str, Any]:
             "strategy": sweep.strategy_id,
             "start": sweep.start.isoformat(),
             "end": sweep.end.isoformat(),
-            "timeframe": sweep.timeframe,
-            "initial_capital": decimal(sweep.initial_capital),
-            "fee_rate": decimal(sweep.fee_rate),
-            "slippage_bps": decimal(sweep.slippage_bps),
-            "size_fraction": decimal(sweep.size_fraction),
-            "allow_short": sweep.allow_short,
-            "stop_loss_pct": decimal(sweep.stop_loss_pct),
-            "take_profit_pct": decimal(sweep.take_profit_pct),
+            **{
+                name: decimal(value) if isinstance(value, Decimal) else value
+                for name, value in stored_overrides(sweep).items()
+            },
             "use_cache": True,
         },
     }

@@ -76,6 +76,12 @@ class BacktestSettings(models.Model):
     allow_short = models.BooleanField(default=False)
     stop_loss_pct = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
     take_profit_pct = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
+    execution = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Entry orders, exits, leverage, margin, borrow and spread, where they differ "
+        "from the engine's defaults (numbers as decimal strings).",
+    )
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     progress = models.FloatField(default=0, help_text="Percent done, 0 to 100")
     error = models.TextField(blank=True)
@@ -111,9 +117,10 @@ def _settings_constraints(prefix: str) -> list[models.BaseConstraint]:
             violation_error_message="Initial capital must be greater than zero.",
         ),
         models.CheckConstraint(
-            condition=Q(size_fraction__gt=0) & Q(size_fraction__lte=1),
+            # Above 1 only with leverage (execution's max_leverage; the service checks it).
+            condition=Q(size_fraction__gt=0) & Q(size_fraction__lt=100),
             name=f"{prefix}_size_fraction_range",
-            violation_error_message="Size fraction must be greater than 0 and at most 1.",
+            violation_error_message="Size fraction must be greater than 0 and below 100.",
         ),
         models.CheckConstraint(
             condition=Q(sizing__in=Sizing.values),
@@ -221,7 +228,7 @@ class BacktestTrade(models.Model):
     pnl_pct = models.FloatField()
     fees = models.FloatField()
     duration_seconds = models.FloatField(null=True, blank=True)
-    exit_reason = models.CharField(max_length=12)  # "liquidation" is the longest
+    exit_reason = models.CharField(max_length=16)  # "trailing_stop" is the longest
     is_open = models.BooleanField(default=False)
 
     class Meta:

@@ -6,6 +6,7 @@ and 409s in config.api like everywhere else. A study someone else owns is a 404.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
@@ -30,6 +31,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from backtests import selectors as backtest_selectors
 from backtests.api import ID_PATTERN, RunOverridesMixin
+from backtests.services import stored_overrides
 from backtests.services.sweeps import RANKABLE_METRICS
 from persistence.downloads import XLSX_MIME, CsvRenderer, XlsxRenderer
 from strategies.api import VisibleStrategyField
@@ -208,6 +210,7 @@ class StudySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "allow_short",
             "stop_loss_pct",
             "take_profit_pct",
+            "execution",
             "mode",
             "sampler",
             "search_space",
@@ -288,10 +291,15 @@ class StudyTrialSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_backtest(self, trial: StudyTrial) -> dict[str, Any]:
         study, fold = trial.study, trial.fold
+        settings = {
+            name: str(value) if isinstance(value, Decimal) else value
+            for name, value in stored_overrides(study).items()
+        }
         return {
             "strategy": study.strategy_id,
             "start": fold.is_start.isoformat(),
             "end": fold.is_end.isoformat(),
+            **settings,
             "parameters": {**study.parameters, **trial.params},
         }
 

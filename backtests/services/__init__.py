@@ -3,7 +3,7 @@
 - `errors`: BacktestInputError (a 400), BacktestConflict (a 409), BacktestCancelled, and
   readable_error, how a failure reads on a run or sweep.
 - `run_settings`: RunSettings, run_settings_resolve (request validation), run_engine_config,
-  backtest_key (the params hash), candle_count_check, OVERRIDABLE.
+  backtest_key (the params hash), candle_count_check, OVERRIDABLE, stored_overrides.
 - `runs`: backtest_submit (answered from the cache when it can), backtest_rerun,
   backtest_cancel.
 - `execution`: backtest_execute (the task's body), RunProgress, the progress and final
@@ -51,6 +51,7 @@ from backtests.services.run_settings import (
     backtest_key,
     run_engine_config,
     run_settings_resolve,
+    stored_overrides,
 )
 from backtests.services.runs import backtest_cancel, backtest_rerun, backtest_submit
 from backtests.services.sweeps import (
@@ -89,6 +90,7 @@ __all__ = [
     "readable_error",
     "run_engine_config",
     "run_settings_resolve",
+    "stored_overrides",
     "sweep_cancel",
     "sweep_finish",
     "sweep_launch",

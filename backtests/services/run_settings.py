@@ -5,7 +5,7 @@ enough candles before anything is queued."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -36,6 +36,23 @@ from strategies.models import Strategy
 # The cache kind a computed run's summary is stored under, keyed by its params hash.
 BACKTEST_CACHE_KIND = "backtest"
 
+# The engine's entry-order, exit, margin and spread options (the engine's rules 3, 7, 8 and
+# 14 to 16), kept together on a run as `execution` where they differ from the engine's
+# default: name -> (type, default). Decimals are stored as plain decimal strings.
+EXECUTION_FIELDS: dict[str, tuple[type, Any]] = {
+    "entry_order": (str, "market"),
+    "entry_offset_pct": (Decimal, None),
+    "entry_valid_bars": (int, 1),
+    "trailing_stop_pct": (Decimal, None),
+    "atr_stop_multiple": (Decimal, None),
+    "atr_period": (int, 14),
+    "time_stop_bars": (int, None),
+    "max_leverage": (Decimal, Decimal("1")),
+    "maintenance_margin_pct": (Decimal, Decimal("0")),
+    "borrow_rate_pct": (Decimal, Decimal("0")),
+    "spread_bps": (Decimal, Decimal("0")),
+}
+
 OVERRIDABLE = (
     "parameters",
     "timeframe",
@@ -52,6 +69,7 @@ OVERRIDABLE = (
     "allow_short",
     "stop_loss_pct",
     "take_profit_pct",
+    *EXECUTION_FIELDS,
 )
 
 # What the instrument contributes to a result (its calendar, its order-size rules): taken
@@ -83,6 +101,8 @@ class RunSettings:
     risk_pct: Decimal | None = None
     fixed_fee: Decimal = Decimal("0")
     min_fee: Decimal = Decimal("0")
+    # EXECUTION_FIELDS that differ from their default, as stored (execution_resolve).
+    execution: dict[str, Any] = field(default_factory=dict)
     # From the instrument (FROM_INSTRUMENT).
     calendar: str = "24/7"
     quantity_step: Decimal | None = None
@@ -129,6 +149,7 @@ class RunSettings:
             "risk_pct": self.risk_pct,
             "fixed_fee": self.fixed_fee,
             "min_fee": self.min_fee,
+            "execution": self.execution,
         }
 
     def hash_payload(self, *, data_version: str) -> dict[str, Any]:
@@ -167,7 +188,58 @@ class RunSettings:
             take_profit_pct=optional(self.take_profit_pct),
             timeframe=self.timeframe,
             calendar=self.calendar,
+            **execution_engine_values(self.execution),
         )
+
+
+def stored_overrides(stored: BacktestSettings) -> dict[str, Any]:
+    """The overrides that request `stored`'s settings again (a rerun, or a sweep's or a
+    study's combination opened as a backtest): every OVERRIDABLE field but the parameters,
+    which the caller gives."""
+    found = {
+        name: getattr(stored, name)
+        for name in OVERRIDABLE
+        if name != "parameters" and name not in EXECUTION_FIELDS
+    }
+    return {**found, **stored.execution}
+
+
+def execution_engine_values(execution: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored execution options as the engine's BacktestConfig fields (decimals as floats)."""
+    return {
+        name: float(value) if EXECUTION_FIELDS[name][0] is Decimal else value
+        for name, value in execution.items()
+        if name in EXECUTION_FIELDS
+    }
+
+
+def execution_resolve(overrides: Mapping[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+    """The EXECUTION_FIELDS given in `overrides`, typed, without those equal to their
+    default (so a request spelling out a default shares its result with one that does not),
+    decimals as normalised strings; bad values are added to `errors`. The engine's own
+    rules (a limit entry needs an offset, leverage at least 1...) are checked after."""
+    found: dict[str, Any] = {}
+    for name, (kind, default) in EXECUTION_FIELDS.items():
+        value = overrides.get(name)
+        if value is None:
+            continue
+        if kind is Decimal:
+            number = _decimal(value, name, errors)
+            if number is None:
+                continue
+            if default is not None and number == default:
+                continue
+            found[name] = format(number.normalize(), "f")
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                errors[name] = ["Must be a whole number."]
+            elif value != default:
+                found[name] = value
+        elif not isinstance(value, str):
+            errors[name] = ["Must be a string."]
+        elif value != default:
+            found[name] = value
+    return found
 
 
 def _instrument_settings(instrument: Instrument) -> dict[str, Any]:
@@ -296,11 +368,16 @@ def run_settings_resolve(
         slippage is not None and 0 <= slippage < 10_000,
         "Must be at least 0 and below 10000.",
     )
+    execution = execution_resolve(overrides, errors)
+    # Leverage below 1 is the engine's error on max_leverage, not one on size_fraction.
+    leverage = max(Decimal(execution.get("max_leverage", "1")), Decimal("1"))
     _check(
         errors,
         "size_fraction",
-        size is not None and 0 < size <= 1,
-        "Must be above 0 and at most 1.",
+        size is not None and 0 < size <= leverage,
+        "Must be above 0 and at most 1."
+        if leverage == 1
+        else f"Must be above 0 and at most max_leverage ({leverage}).",
     )
     _check(
         errors, "stop_loss_pct", stop is None or 0 < stop < 100, "Must be above 0 and below 100."
@@ -327,6 +404,11 @@ def run_settings_resolve(
             stop_loss_pct=_float(stop),
             fixed_fee=float(fixed_fee),
             min_fee=float(min_fee),
+            size_fraction=float(size) if size is not None and size > 0 else 1.0,
+            fee_rate=float(fee) if fee is not None and 0 <= fee < 1 else 0.0,
+            allow_short=allow_short if isinstance(allow_short, bool) else False,
+            take_profit_pct=_float(target) if target is not None and target > 0 else None,
+            **execution_engine_values(execution),
         ),
     )
     _range_check(start, end, errors)
@@ -361,6 +443,7 @@ def run_settings_resolve(
         risk_pct=risk_pct,
         fixed_fee=fixed_fee,
         min_fee=min_fee,
+        execution=execution,
         **_instrument_settings(strategy.instrument),
     )
 

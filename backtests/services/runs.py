@@ -20,12 +20,12 @@ from backtests.services.errors import BacktestConflict, BacktestInputError
 from backtests.services.execution import final_message_on_commit
 from backtests.services.run_settings import (
     BACKTEST_CACHE_KIND,
-    OVERRIDABLE,
     RunSettings,
     backtest_key,
     candle_count_check,
     data_check,
     run_settings_resolve,
+    stored_overrides,
 )
 from persistence.services import cache_evict, cache_load, cache_lookup
 from strategies.library.registry import get_kind
@@ -127,13 +127,12 @@ def backtest_rerun(*, user: User, run: BacktestRun) -> BacktestRun:
     """Submit `run`'s settings again, recomputing rather than reading the cache."""
     if run.strategy is None:
         raise BacktestConflict("The strategy of this run no longer exists.")
-    overrides = {name: getattr(run, name) for name in OVERRIDABLE}
     return backtest_submit(
         user=user,
         strategy=run.strategy,
         start=run.start,
         end=run.end,
-        overrides=overrides,
+        overrides={**stored_overrides(run), "parameters": run.parameters},
         use_cache=False,
     )
 

@@ -369,3 +369,18 @@ def test_a_sweep_takes_sizing_and_refuses_risk_without_a_stop(api_client, strate
         "/api/v1/sweeps/", body(strategy, grid=grid, sizing="risk", risk_pct="1"), format="json"
     )
     assert refused.status_code == 400 and "stop_loss_pct" in refused.json()
+
+
+def test_a_backtest_takes_execution_options_and_shows_them(api_client, strategy) -> None:
+    extra = {"entry_order": "stop", "entry_offset_pct": "0.1", "time_stop_bars": 12}
+    response = api_client.post(URL, body(strategy, **extra), format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["execution"] == {
+        "entry_order": "stop",
+        "entry_offset_pct": "0.1",
+        "time_stop_bars": 12,
+    }
+    bad = api_client.post(URL, body(strategy, entry_order="limit"), format="json")
+    assert bad.status_code == 400 and list(bad.json()) == ["entry_offset_pct"]
+    bad = api_client.post(URL, body(strategy, max_leverage="0"), format="json")
+    assert bad.status_code == 400 and list(bad.json()) == ["max_leverage"]

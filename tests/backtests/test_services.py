@@ -443,3 +443,80 @@ def test_a_run_with_no_trades_saves_none(strategy) -> None:  # type: ignore[no-u
     )
     assert trades_insert(run_id=run.pk, trades=pd.DataFrame(columns=TRADE_COLUMNS)) == 0
     assert not BacktestTrade.objects.filter(run=run).exists()
+
+
+# --- Execution options: entry orders, exits, leverage, margin, borrow and spread ---------
+
+
+def test_execution_options_are_stored_reach_the_engine_and_key_the_cache(user, strategy) -> None:
+    overrides = {
+        "entry_order": "limit",
+        "entry_offset_pct": "0.20",
+        "entry_valid_bars": 3,
+        "trailing_stop_pct": "1.5",
+        "spread_bps": "4",
+    }
+    run = submit(user, strategy, overrides=overrides)
+    # Decimals as plain strings, without trailing zeros: equal requests share one key.
+    assert run.execution == {
+        "entry_order": "limit",
+        "entry_offset_pct": "0.2",
+        "entry_valid_bars": 3,
+        "trailing_stop_pct": "1.5",
+        "spread_bps": "4",
+    }
+    config = services.run_engine_config(run)
+    assert (config.entry_order, config.entry_offset_pct, config.entry_valid_bars) == (
+        "limit",
+        0.2,
+        3,
+    )
+    assert (config.trailing_stop_pct, config.spread_bps) == (1.5, 4.0)
+    run = execute(run)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    candles, _ = candles_load(
+        instrument_id=run.instrument_id, timeframe=run.timeframe, start=run.start, end=run.end
+    )
+    direct = run_backtest(candles, StrategyRef(run.kind, run.parameters), config)
+    assert run.metrics["final_equity"] == pytest.approx(direct.metrics["final_equity"], rel=1e-12)
+    reasons = set(BacktestTrade.objects.filter(run=run).values_list("exit_reason", flat=True))
+    assert reasons == set(direct.trades["exit_reason"])
+    base = submit(user, strategy).params_hash
+    assert run.params_hash != base
+    # Spelling out a default changes nothing.
+    spelled = {"entry_order": "market", "max_leverage": "1.000", "time_stop_bars": None}
+    assert submit(user, strategy, overrides=spelled).params_hash == base
+    again = submit(user, strategy, overrides={**overrides, "entry_offset_pct": "0.2"})
+    assert again.params_hash == run.params_hash and again.cache_hit
+
+
+def test_leverage_lets_the_size_fraction_go_above_one(user, strategy) -> None:
+    run = execute(submit(user, strategy, overrides={"max_leverage": "3", "size_fraction": "2"}))
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert services.run_engine_config(run).size_fraction == 2.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"entry_order": "limit"}, "entry_offset_pct"),
+        ({"entry_offset_pct": "0.5"}, "entry_offset_pct"),
+        ({"entry_order": "iceberg"}, "entry_order"),
+        ({"max_leverage": "0.5"}, "max_leverage"),
+        ({"size_fraction": "2"}, "size_fraction"),
+        ({"max_leverage": "2", "size_fraction": "3"}, "size_fraction"),
+        ({"trailing_stop_pct": "0"}, "trailing_stop_pct"),
+        ({"time_stop_bars": 0}, "time_stop_bars"),
+        ({"time_stop_bars": 2.5}, "time_stop_bars"),
+        ({"atr_stop_multiple": "-1"}, "atr_stop_multiple"),
+        ({"borrow_rate_pct": "lots"}, "borrow_rate_pct"),
+        ({"spread_bps": "-3"}, "spread_bps"),
+    ],
+)
+def test_bad_execution_options_are_refused_naming_the_field(
+    user, strategy, overrides, field
+) -> None:
+    with pytest.raises(services.BacktestInputError) as caught:
+        submit(user, strategy, overrides=overrides)
+    assert list(caught.value.errors) == [field]
+    assert not BacktestRun.objects.exists()

@@ -159,6 +159,10 @@ def test_a_finished_walk_forward_reads_back_over_the_api(finished) -> None:
     assert first["stage"] == "fold" and first["fold"] == 0
     assert first["backtest"]["parameters"] == first["params"]
     assert first["backtest"]["end"] == pd.Timestamp(T0 + timedelta(hours=300)).isoformat()
+    # Opened as a backtest, a trial keeps the study's costs and sizing, not the strategy's.
+    assert first["backtest"]["fee_rate"] == str(study.fee_rate)
+    assert first["backtest"]["sizing"] == study.sizing
+    assert first["backtest"]["timeframe"] == study.timeframe
     whole = client.get(f"{URL}{study.pk}/trials/", {"role": "whole"}).json()["results"]
     assert len(whole) == 4 and all(t["fold"] is None for t in whole)
     assert client.get(f"{URL}{study.pk}/trials/", {"state": "sideways"}).status_code == 400
