@@ -35,11 +35,13 @@ urlpatterns = [
     path("lab/", include("backtests.lab")),
     path("lab/", include("backtests.lab_research")),  # comparisons and analyses
     path("lab/", include("studies.lab")),  # studies: list, form, page
+    path("lab/", include("portfolios.lab")),  # portfolio backtests: list and form, page
     path("accounts/", include("accounts.web_urls")),  # Django's auth views, sign-up
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
     path("api/v1/", include("config.api_urls")),
+    path("api/v1/", include("portfolios.urls")),  # portfolio backtests
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file of its own: no inline script (CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

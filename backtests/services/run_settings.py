@@ -224,7 +224,7 @@ def execution_resolve(overrides: Mapping[str, Any], errors: dict[str, Any]) -> d
         if value is None:
             continue
         if kind is Decimal:
-            number = _decimal(value, name, errors)
+            number = decimal_field(value, name, errors)
             if number is None:
                 continue
             if default is not None and number == default:
@@ -250,7 +250,8 @@ def _instrument_settings(instrument: Instrument) -> dict[str, Any]:
     }
 
 
-def _decimal(value: Any, field: str, errors: dict[str, Any]) -> Decimal | None:
+def decimal_field(value: Any, field: str, errors: dict[str, Any]) -> Decimal | None:
+    """`value` as a finite Decimal, or None (given None, or an error added to `errors`)."""
     if value is None:
         return None
     try:
@@ -264,7 +265,8 @@ def _decimal(value: Any, field: str, errors: dict[str, Any]) -> Decimal | None:
     return number
 
 
-def _check(errors: dict[str, Any], field: str, ok: bool, message: str) -> None:
+def field_check(errors: dict[str, Any], field: str, ok: bool, message: str) -> None:
+    """Add `message` to `field`'s errors unless `ok`, or the field already has one."""
     if not ok and field not in errors:
         errors[field] = [message]
 
@@ -286,12 +288,12 @@ def _parameters_resolve(
 
 def _range_check(start: datetime, end: datetime, errors: dict[str, Any]) -> None:
     for name, value in (("start", start), ("end", end)):
-        _check(errors, name, timezone.is_aware(value), "Must include a time zone.")
+        field_check(errors, name, timezone.is_aware(value), "Must include a time zone.")
     if "start" not in errors and "end" not in errors:
-        _check(errors, "end", end > start, "Must be after start.")
+        field_check(errors, "end", end > start, "Must be after start.")
 
 
-def _when(value: datetime) -> str:
+def utc_text(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -303,7 +305,7 @@ def _range_clip(
     than the data shares the cache with the exact one. No candle inside is a 400 on `end`
     naming the request and the span the data has."""
     span = candle_span(instrument_id=instrument_id, timeframe=timeframe)
-    requested = f"start {_when(start)} to end {_when(end)}"
+    requested = f"start {utc_text(start)} to end {utc_text(end)}"
     if span is None:
         raise BacktestInputError(
             {"end": [f"No {timeframe} candles of {symbol} are stored (requested {requested})."]}
@@ -315,7 +317,7 @@ def _range_clip(
             {
                 "end": [
                     f"No {timeframe} candles of {symbol} from {requested}: the stored data "
-                    f"spans {_when(first)} to {_when(after_last)}."
+                    f"spans {utc_text(first)} to {utc_text(after_last)}."
                 ]
             }
         )
@@ -348,10 +350,12 @@ def run_settings_resolve(
     parameters = _parameters_resolve(kind, strategy, overrides, errors)
 
     timeframe = overrides.get("timeframe") or strategy.timeframe
-    _check(errors, "timeframe", timeframe in TIMEFRAME_SECONDS, f"Unknown timeframe {timeframe!r}.")
+    field_check(
+        errors, "timeframe", timeframe in TIMEFRAME_SECONDS, f"Unknown timeframe {timeframe!r}."
+    )
 
     def pick(name: str, default: Any) -> Decimal | None:
-        return _decimal(overrides.get(name, default), name, errors)
+        return decimal_field(overrides.get(name, default), name, errors)
 
     capital = pick("initial_capital", strategy.initial_capital)
     fee = pick("fee_rate", strategy.fee_rate)
@@ -360,9 +364,11 @@ def run_settings_resolve(
     stop = pick("stop_loss_pct", None)
     target = pick("take_profit_pct", None)
     allow_short = overrides.get("allow_short", kind.allows_short)
-    _check(errors, "initial_capital", capital is not None and capital > 0, "Must be positive.")
-    _check(errors, "fee_rate", fee is not None and 0 <= fee < 1, "Must be at least 0 and below 1.")
-    _check(
+    field_check(errors, "initial_capital", capital is not None and capital > 0, "Must be positive.")
+    field_check(
+        errors, "fee_rate", fee is not None and 0 <= fee < 1, "Must be at least 0 and below 1."
+    )
+    field_check(
         errors,
         "slippage_bps",
         slippage is not None and 0 <= slippage < 10_000,
@@ -371,7 +377,7 @@ def run_settings_resolve(
     execution = execution_resolve(overrides, errors)
     # Leverage below 1 is the engine's error on max_leverage, not one on size_fraction.
     leverage = max(Decimal(execution.get("max_leverage", "1")), Decimal("1"))
-    _check(
+    field_check(
         errors,
         "size_fraction",
         size is not None and 0 < size <= leverage,
@@ -379,11 +385,11 @@ def run_settings_resolve(
         if leverage == 1
         else f"Must be above 0 and at most max_leverage ({leverage}).",
     )
-    _check(
+    field_check(
         errors, "stop_loss_pct", stop is None or 0 < stop < 100, "Must be above 0 and below 100."
     )
-    _check(errors, "take_profit_pct", target is None or target > 0, "Must be positive.")
-    _check(errors, "allow_short", isinstance(allow_short, bool), "Must be true or false.")
+    field_check(errors, "take_profit_pct", target is None or target > 0, "Must be positive.")
+    field_check(errors, "allow_short", isinstance(allow_short, bool), "Must be true or false.")
     if allow_short is True and not kind.allows_short:
         errors.setdefault("allow_short", [f"{kind.name} never goes short."])
     sizing = overrides.get("sizing") or Sizing.FRACTION

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "trading",
     "backtests",
     "studies",
+    "portfolios",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,72 @@
+"""Reads for portfolio runs, scoped to their owner: the runs, their instruments, trades and
+equity curves (a cache hit reads those of the run that computed its result)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+from django.db.models import Prefetch, QuerySet
+
+from accounts.models import User
+from persistence.selectors import artifact_for_hash
+from persistence.services import artifact_load
+from portfolios.models import PortfolioInstrument, PortfolioRun, PortfolioTrade
+from portfolios.services import EQUITY_ARTIFACT
+
+
+def portfolio_list(*, user: User) -> QuerySet[PortfolioRun]:
+    """`user`'s own runs, newest first, with their instruments in order."""
+    members = PortfolioInstrument.objects.select_related("instrument").order_by("position")
+    return (
+        PortfolioRun.objects.filter(owner=user)
+        .select_related("owner")
+        .prefetch_related(Prefetch("members", queryset=members))
+        .order_by("-created_at", "-id")
+    )
+
+
+def portfolio_get(*, user: User, run_id: int) -> PortfolioRun | None:
+    return portfolio_list(user=user).filter(pk=run_id).first()
+
+
+def result_run(run: PortfolioRun) -> PortfolioRun:
+    """The run whose trades a run shows: itself, or the run its cache hit shares."""
+    return run.shared_from if run.cache_hit and run.shared_from is not None else run
+
+
+def instrument_symbols(run: PortfolioRun) -> list[str]:
+    """The run's symbols in its order (uses the prefetch of portfolio_list when there)."""
+    members = sorted(run.members.all(), key=lambda m: m.position)
+    return [member.instrument.symbol for member in members]
+
+
+def portfolio_trades(*, run: PortfolioRun) -> QuerySet[PortfolioTrade]:
+    return (
+        PortfolioTrade.objects.filter(run_id=result_run(run).pk)
+        .select_related("instrument")
+        .order_by("entry_time", "id")
+    )
+
+
+def per_instrument_rows(run: PortfolioRun) -> list[dict[str, Any]]:
+    """One row per instrument (contribution, mean exposure, turnover, missing bars, trade
+    statistics) as the engine computed them; empty until the run has succeeded."""
+    rows = run.metrics.get("per_instrument") if isinstance(run.metrics, dict) else None
+    return list(rows) if isinstance(rows, list) else []
+
+
+def headline_metrics(run: PortfolioRun) -> dict[str, Any]:
+    """The run's metrics without the per-instrument rows."""
+    if not isinstance(run.metrics, dict):
+        return {}
+    return {k: v for k, v in run.metrics.items() if k != "per_instrument"}
+
+
+def equity_frame(run: PortfolioRun) -> pd.DataFrame:
+    """The run's equity and drawdown curves, indexed by bar time; empty until it succeeds."""
+    artifact = artifact_for_hash(params_hash=run.params_hash, name=EQUITY_ARTIFACT)
+    if artifact is None:
+        return pd.DataFrame({"equity": [], "drawdown": []})
+    return pd.read_parquet(io.BytesIO(artifact_load(artifact=artifact)))

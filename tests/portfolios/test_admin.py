@@ -1,0 +1,44 @@
+"""The portfolio admin: the list with its filters and search, a run's read-only page with
+metrics, the per-instrument table and a link to its trades, and the trades list."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.portfolios.conftest import SYMBOLS, execute, submit
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_browser(staff_user) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+def test_staff_see_runs_their_metrics_instruments_and_trades(admin_browser, user, basket) -> None:
+    run = execute(submit(user, name="findable"))
+    listing = admin_browser.get(
+        "/admin/portfolios/portfoliorun/",
+        {"status__exact": "succeeded", "allocation__exact": "equal", "q": "findable"},
+    )
+    assert listing.status_code == 200 and f">{run.pk}<" in listing.content.decode()
+    page = admin_browser.get(f"/admin/portfolios/portfoliorun/{run.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'class="portfolio-instruments"' in html and 'class="portfolio-metrics"' in html
+    for symbol in SYMBOLS:
+        assert symbol in html
+    assert f"run__id__exact={run.pk}" in html
+    assert f"/lab/portfolios/{run.pk}/" in html
+    trades = admin_browser.get("/admin/portfolios/portfoliotrade/", {"run__id__exact": run.pk})
+    assert trades.status_code == 200
+    assert trades.content.decode().count(SYMBOLS[0]) >= 1
+
+
+def test_a_queued_runs_page_loads_and_nothing_can_be_added(admin_browser, user, basket) -> None:
+    run = submit(user)
+    assert admin_browser.get(f"/admin/portfolios/portfoliorun/{run.pk}/change/").status_code == 200
+    assert admin_browser.get("/admin/portfolios/portfoliorun/add/").status_code == 403
