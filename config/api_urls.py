@@ -32,6 +32,7 @@ API_ROOT_LINKS = {
     "backtests": "backtest-list",
     "sweeps": "sweep-list",
     "studies": "study-list",
+    "portfolios": "portfolio-run-list",
     "cache-stats": "cache-stats",
     "instruments": "instrument-list",
     "candles": "candle-list",
@@ -63,6 +64,7 @@ urlpatterns = [
     path("", include("strategies.urls")),
     path("", include("marketdata.urls")),
     path("", include("studies.urls")),
+    path("", include("portfolios.urls")),
     # A strategy's runs live in backtests, which strategies may not import.
     re_path(
         r"^strategies/(?P<strategy_id>[0-9]{1,18})/runs/$",

@@ -41,7 +41,6 @@ urlpatterns = [
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
     path("api/v1/", include("config.api_urls")),
-    path("api/v1/", include("portfolios.urls")),  # portfolio backtests
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file of its own: no inline script (CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
