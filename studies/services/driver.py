@@ -6,7 +6,7 @@ No process runs the study from start to end. Every step that may move it on call
 the periodic reaper. The pump works in one transaction under the study row's lock, all of
 it on Django's connection:
 
-- it records the trial the calling runner finished last;
+- it records the trials the calling runner finished last;
 - trials whose worker stopped sending heartbeats are recorded failed (one that never
   started is handed to another batch instead): a lost worker loses at most the trial it
   was running, and the study goes on;
@@ -76,6 +76,7 @@ from studies.services.sampling import (
 from studies.services.trials import (
     Runner,
     TrialOutcome,
+    outcomes_cache,
     study_progress_save,
     trial_quick_outcome,
     trial_record_locked,
@@ -274,6 +275,10 @@ def _reap_locked(study: Study, plan: _Plan) -> bool:
     requeue: list[StudyTrial] = []
     for trial in stale:
         if trial.state == TrialState.QUEUED:
+            # It may have been running unrecorded (services.trials.Runner.run): the lost
+            # delivery counts as an attempt, so a trial that takes its worker down every
+            # time is given up on (STUDY_MAX_ATTEMPTS).
+            trial.attempts += 1
             requeue.append(trial)
             continue
         lost = (
@@ -383,7 +388,7 @@ def _pump_plan_locked(
     study_id: int,
     *,
     runner: Runner | None,
-    finished: tuple[StudyTrial, TrialOutcome] | None,
+    finished: list[tuple[StudyTrial, TrialOutcome]],
     more: bool,
     synced: set[int],
 ) -> _Plan | None:
@@ -391,14 +396,15 @@ def _pump_plan_locked(
     plan = _Plan(study=study, for_runner=runner if more else None)
     running = study.status == RunStatus.RUNNING
     folds = _open_folds(study) if running else []
-    if finished is not None and runner is not None:
-        trial, outcome = finished
-        fold = next((f for f in folds if f.pk == trial.fold_id), None)
-        recorded = trial_record_locked(
-            study, trial=trial, outcome=outcome, fold=fold, running_under=runner.task_id
-        )
-        if recorded and fold is not None:
-            fold.in_flight -= 1  # type: ignore[attr-defined]
+    if finished and runner is not None:
+        by_pk = {fold.pk: fold for fold in folds}
+        for trial, outcome in finished:
+            fold = by_pk.get(trial.fold_id)
+            recorded = trial_record_locked(
+                study, trial=trial, outcome=outcome, fold=fold, running_under=runner.task_id
+            )
+            if recorded and fold is not None:
+                fold.in_flight -= 1  # type: ignore[attr-defined]
     if not running:
         study_progress_save(study)
         return None
@@ -461,7 +467,7 @@ def _pump_plan(
     study_id: int,
     *,
     runner: Runner | None,
-    finished: tuple[StudyTrial, TrialOutcome] | None,
+    finished: list[tuple[StudyTrial, TrialOutcome]],
     more: bool,
     synced: set[int],
 ) -> _Plan | None:
@@ -498,19 +504,22 @@ def study_pump(
     *,
     study_id: int,
     runner: Runner | None = None,
-    finished: tuple[StudyTrial, TrialOutcome] | None = None,
+    finished: list[tuple[StudyTrial, TrialOutcome]] | None = None,
     more: bool = False,
 ) -> list[StudyTrial]:
     """Move the study on as far as it can go now; see the module docstring.
 
-    A runner passes the trial it `finished` last (recorded here, in the same transaction as
-    the next claims), and with `more` gets its next batch back, its first trial already
-    running. A failure here (Optuna's storage, a fold's close) fails the study with a
-    readable error."""
+    A runner passes the trials it `finished` last (their results cached first, then
+    recorded here, in the same transaction as the next claims), and with `more` gets its
+    next batch back, its first trial already running. A failure here (Optuna's storage, a
+    fold's close) fails the study with a readable error."""
     synced: set[int] = set()
     try:
+        outcomes_cache([outcome for _, outcome in finished or []])
         for _ in range(PUMP_MAX_ROUNDS):
-            plan = _pump_plan(study_id, runner=runner, finished=finished, more=more, synced=synced)
+            plan = _pump_plan(
+                study_id, runner=runner, finished=finished or [], more=more, synced=synced
+            )
             finished = None
             if plan is None:
                 return []

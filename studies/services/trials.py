@@ -76,6 +76,8 @@ class TrialOutcome:
     feasible: bool | None = None
     error: str = ""
     cache_hit: bool = False
+    # The result to cache under params_hash, not yet stored (outcomes_cache stores it).
+    cache_content: bytes | None = field(default=None, repr=False)
 
 
 def _number(value: Any) -> float | None:
@@ -171,8 +173,9 @@ def trial_compute(
 ) -> TrialOutcome:
     """Backtest one trial on its fold's window and score it.
 
-    The result goes into the cache at once: it is a valid result whatever becomes of the
-    study. Raises BacktestCancelled when `progress` finds the study cancelled.
+    The result is for the cache whatever becomes of the study: the outcome carries it, and
+    outcomes_cache stores it (with the other trials recorded at the same time, in one
+    write). Raises BacktestCancelled when `progress` finds the study cancelled.
     """
     full = {**study.parameters, **params}
     key = trial_key(study, fold, full)
@@ -198,12 +201,20 @@ def trial_compute(
         logger.exception("study %s: trial failed", study.pk)
         return TrialOutcome(TrialState.FAILED, key, error=readable_error(exc))
     metrics = plain(evaluated.metrics)
-    cache_store_many(
-        kind=TRIAL_CACHE_KIND,
-        contents={key: json.dumps({"metrics": metrics, "returns": evaluated.returns}).encode()},
-        format=StorageFormat.JSON,
-    )
-    return _scored(study, TrialOutcome(TrialState.COMPLETE, key), metrics)
+    content = json.dumps({"metrics": metrics, "returns": evaluated.returns}).encode()
+    return _scored(study, TrialOutcome(TrialState.COMPLETE, key, cache_content=content), metrics)
+
+
+def outcomes_cache(outcomes: list[TrialOutcome]) -> None:
+    """Store the results `outcomes` carry for the cache, in one write, outside any
+    transaction: a result is valid whatever becomes of the study's records."""
+    contents = {}
+    for outcome in outcomes:
+        if outcome.cache_content is not None:
+            contents[outcome.params_hash] = outcome.cache_content
+            outcome.cache_content = None
+    if contents:
+        cache_store_many(kind=TRIAL_CACHE_KIND, contents=contents, format=StorageFormat.JSON)
 
 
 # --- Recording ------------------------------------------------------------------------
@@ -236,6 +247,8 @@ def _better(values: list[float], than: list[float] | None, direction: str) -> bo
 
 RECORDED_FIELDS = (
     "state",
+    "worker",
+    "attempts",
     "metrics",
     "values",
     "constraint_values",
@@ -262,8 +275,9 @@ def trial_record_locked(
     fold's counters and best so far, and to the study's. The caller holds the study's lock
     (which every writer of a study's trials takes, so `fold`, read under it, is current)
     and saves the study's STUDY_PROGRESS_FIELDS once. With `running_under`, the trial is
-    recorded only if its row is still running under that task id; False if it was not.
-    Tells the study's group on commit."""
+    recorded only if its row is still queued or running under that task id (a runner
+    starts the trials of a batch without a write each: see Runner.run); False if it was
+    not. Tells the study's group on commit."""
     now = timezone.now()
     trial.state = outcome.state
     trial.metrics = outcome.metrics
@@ -284,7 +298,9 @@ def trial_record_locked(
     else:
         rows = StudyTrial.objects.filter(pk=trial.pk)
         if running_under is not None:
-            rows = rows.filter(state=TrialState.RUNNING, celery_task_id=running_under)
+            rows = rows.filter(
+                state__in=[TrialState.QUEUED, TrialState.RUNNING], celery_task_id=running_under
+            )
         if not rows.update(**{name: getattr(trial, name) for name in RECORDED_FIELDS}):
             return False
     fold = fold if fold is not None else StudyFold.objects.get(pk=trial.fold_id)
@@ -377,21 +393,36 @@ class _Step:
     started: StudyTrial | None = None
 
 
+def trials_record_locked(
+    study: Study, finished: list[tuple[StudyTrial, TrialOutcome]], *, task_id: str
+) -> list[StudyTrial]:
+    """Record the trials a runner `finished` (those still queued or running under its
+    task); the ones recorded. The caller holds the study's lock and saves it."""
+    folds = StudyFold.objects.in_bulk({trial.fold_id for trial, _ in finished})
+    recorded = []
+    for trial, outcome in finished:
+        fold = folds.get(trial.fold_id)
+        if trial_record_locked(
+            study, trial=trial, outcome=outcome, fold=fold, running_under=task_id
+        ):
+            recorded.append(trial)
+    return recorded
+
+
 @transaction.atomic
 def _step(
     *,
     study_id: int,
     task_id: str,
     worker: str,
-    finished: tuple[StudyTrial, TrialOutcome] | None,
+    finished: list[tuple[StudyTrial, TrialOutcome]],
     upcoming: list[StudyTrial],
 ) -> _Step:
-    """One transaction between two trials of a batch: record the one that finished, start
-    the next of `upcoming` still queued under this task (those passed over are removed)."""
+    """One transaction between two trials of a batch: record those finished since the last
+    step, start the next of `upcoming` still queued under this task (those passed over are
+    removed)."""
     study = Study.objects.select_for_update().get(pk=study_id)
-    recorded = finished is not None and trial_record_locked(
-        study, trial=finished[0], outcome=finished[1], running_under=task_id
-    )
+    recorded = bool(trials_record_locked(study, finished, task_id=task_id))
     step = _Step(stopped=study.status != RunStatus.RUNNING)
     while upcoming and not step.stopped:
         trial = upcoming.pop(0)
@@ -409,6 +440,11 @@ def _step(
 # A runner takes no new batch after this long, and leaves the study's next batches to the
 # queue: the worker serves other work in turn, and a task stays well inside its time limit.
 RUNNER_SLICE_SECONDS = min(300.0, settings.CELERY_TASK_SOFT_TIME_LIMIT / 4)
+# A trial that starts within this long of the runner's last record starts without a write
+# of its own, and is recorded with the next ones: short trials (a walk-forward's windows)
+# share one transaction and one cache write. A lost worker loses them with its running
+# trial: their rows are still queued, and go to another runner.
+RECORD_EVERY_SECONDS = 0.25
 # Indicator arrays a runner keeps for one window, in bytes: the trials of a fold share their
 # moving averages (as a sweep's combinations do) within this budget.
 INDICATOR_BUDGET_BYTES = 128 * 2**20
@@ -449,6 +485,11 @@ class Runner:
         self._config: BacktestConfig | None = None
         self._window: tuple[int, int] | None = None
         self._indicators = IndicatorCache()
+        self.recorded_at = time.monotonic()
+        # Trials run before (a lost worker's, redelivered) are each recorded running
+        # before they start: one that takes its worker down every time is found out
+        # (STUDY_MAX_ATTEMPTS), never run again unrecorded.
+        self.record_every = RECORD_EVERY_SECONDS
 
     @property
     def candles(self) -> pd.DataFrame:
@@ -492,23 +533,43 @@ class Runner:
 
     def run(
         self, batch: list[StudyTrial], *, started: bool
-    ) -> tuple[StudyTrial, TrialOutcome] | None:
-        """Run `batch` (its first trial already marked running when `started`), recording
-        each trial as the next one starts; the last one's outcome is returned for the pump
-        to record. None when the batch had nothing left to run."""
+    ) -> list[tuple[StudyTrial, TrialOutcome]]:
+        """Run `batch` (its first trial already marked running when `started`). Trials
+        finished are recorded as the next one starts, in one transaction, which marks that
+        one running; within RECORD_EVERY_SECONDS of the last record, the next one starts
+        without it. The trials finished and not yet recorded are returned for the pump to
+        record."""
+        if any(trial.attempts > int(started and i == 0) for i, trial in enumerate(batch)):
+            self.record_every = 0.0  # a trial of it was started before (see __init__)
         upcoming = list(batch)
-        current = upcoming.pop(0) if started else self._step(None, upcoming)
+        finished: list[tuple[StudyTrial, TrialOutcome]] = []
+        current = upcoming.pop(0) if started else self._step(finished, upcoming)
         while current is not None:
             self.heartbeat()
-            outcome = self.outcome(current)
+            finished.append((current, self.outcome(current)))
             if not upcoming:
-                return current, outcome
-            current = self._step((current, outcome), upcoming)
-        return None
+                break
+            if time.monotonic() - self.recorded_at < self.record_every:
+                current = self._start_unrecorded(upcoming.pop(0))
+            else:
+                current = self._step(finished, upcoming)
+                finished = []
+        return finished
+
+    def _start_unrecorded(self, trial: StudyTrial) -> StudyTrial:
+        """Start `trial` as trial_start_locked would, in memory only: its row stays queued
+        under this task until it is recorded."""
+        trial.state = TrialState.RUNNING
+        trial.attempts += 1
+        trial.worker = self.worker[:200]
+        trial.started_at = trial.heartbeat_at = timezone.now()
+        return trial
 
     def _step(
-        self, finished: tuple[StudyTrial, TrialOutcome] | None, upcoming: list[StudyTrial]
+        self, finished: list[tuple[StudyTrial, TrialOutcome]], upcoming: list[StudyTrial]
     ) -> StudyTrial | None:
+        outcomes_cache([outcome for _, outcome in finished])
+        self.recorded_at = time.monotonic()
         step = _step(
             study_id=self.study.pk,
             task_id=self.task_id,
