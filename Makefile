@@ -33,20 +33,24 @@ run: install
 	$(PY) manage.py collectstatic --no-input -v0
 	$(PY) -m config.serve
 
-## test: lint, then the whole suite on SQLite and again on PostgreSQL
-test: install-dev lint test-sqlite test-postgres
+## test: lint, then the whole suite on SQLite and again on PostgreSQL. The two passes run at
+## once (most of each is one busy core), each with a var/ directory of its own; each pass's
+## output is printed whole when it ends.
+test: install-dev lint
+	$(MAKE) --no-print-directory --output-sync=target -j2 test-sqlite test-postgres
 
 test-sqlite: install-dev
 	@echo "=== test suite on SQLite ==="
-	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL TRADELAB_VAR_DIR=$(CURDIR)/var/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
 
 # With DATABASE_URL set, use that server; otherwise start a throwaway cluster.
 test-postgres: install-dev
 	@echo "=== test suite on PostgreSQL ==="
 ifdef DATABASE_URL
-	$(PY) -m pytest $(PYTEST_ARGS)
+	TRADELAB_VAR_DIR=$(CURDIR)/var/test-postgres $(PY) -m pytest $(PYTEST_ARGS)
 else
-	$(PY) tests/run_with_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS)
+	TRADELAB_VAR_DIR=$(CURDIR)/var/test-postgres \
+		$(PY) tests/run_with_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS)
 endif
 
 lint: install-dev
