@@ -40,7 +40,7 @@ def test_researcher_runs_a_backtest_and_a_sweep_from_the_lab(stack) -> None:  # 
 
         page.fill("#bt-params input[name='param:fast']", "60")
         page.click("#bt-submit")
-        page.wait_for_function("document.getElementById('bt-errors').textContent.length > 0")
+        page.wait_for_function("() => document.getElementById('bt-errors').textContent.length > 0")
         assert "fast" in page.inner_text("#bt-errors")  # fast < slow, named in the error
         assert not BacktestRun.objects.exists()
 
