@@ -33,6 +33,7 @@ from backtests.engine.portfolio import PortfolioResult, run_portfolio
 from backtests.models import FINISHED_STATUSES, RunStatus
 from backtests.services import BacktestInputError, readable_error
 from backtests.services.run_settings import decimal_field, field_check, utc_text
+from backtests.services.runs import cached_source
 from marketdata.models import Instrument
 from marketdata.selectors import (
     candle_count_at_least,
@@ -45,9 +46,6 @@ from persistence.downloads import PARQUET_MIME
 from persistence.models import StorageFormat
 from persistence.services import (
     artifact_save,
-    cache_evict,
-    cache_load,
-    cache_lookup,
     cache_store,
     params_record,
 )
@@ -472,22 +470,6 @@ def portfolio_key(*, settings: PortfolioSettings) -> str:
 # --- Submission ------------------------------------------------------------------------
 
 
-def _cached_source(params_hash: str) -> tuple[PortfolioRun, dict[str, Any]] | None:
-    """The succeeded run that computed `params_hash` and its cached summary, if both exist."""
-    entry = cache_lookup(kind=PORTFOLIO_CACHE_KIND, params_hash=params_hash)
-    if entry is None:
-        return None
-    summary = json.loads(cache_load(entry=entry))
-    source = PortfolioRun.objects.filter(
-        pk=summary.get("run"), status=RunStatus.SUCCEEDED, params_hash=params_hash
-    ).first()
-    if source is None:
-        # The computing run was deleted, and its trades with it: this entry is a miss now.
-        cache_evict(entry=entry)
-        return None
-    return source, summary
-
-
 @transaction.atomic
 def portfolio_submit(
     *,
@@ -552,7 +534,11 @@ def portfolio_submit(
         drift_threshold=settings.drift_threshold,
         params_hash=params_hash,
     )
-    cached = _cached_source(params_hash) if use_cache else None
+    cached = (
+        cached_source(PortfolioRun, kind=PORTFOLIO_CACHE_KIND, params_hash=params_hash)
+        if use_cache
+        else None
+    )
     if cached is not None:
         source, summary = cached
         now = timezone.now()

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from accounts.models import User
@@ -32,13 +33,17 @@ from strategies.library.registry import get_kind
 from strategies.models import Strategy
 
 
-def _cached_source(params_hash: str) -> tuple[BacktestRun, dict[str, Any]] | None:
-    """The succeeded run that computed `params_hash` and its cached summary, if both exist."""
-    entry = cache_lookup(kind=BACKTEST_CACHE_KIND, params_hash=params_hash)
+def cached_source(
+    model: type[Model], *, kind: str, params_hash: str
+) -> tuple[Any, dict[str, Any]] | None:
+    """The succeeded row of `model` (a run of some sort) that computed `params_hash` and its
+    cached summary (cache `kind`), if both exist; a summary whose run was deleted is
+    evicted, a miss from then on."""
+    entry = cache_lookup(kind=kind, params_hash=params_hash)
     if entry is None:
         return None
     summary = json.loads(cache_load(entry=entry))
-    source = BacktestRun.objects.filter(
+    source = model.objects.filter(  # type: ignore[attr-defined]
         pk=summary.get("run"), status=RunStatus.SUCCEEDED, params_hash=params_hash
     ).first()
     if source is None:
@@ -110,7 +115,11 @@ def backtest_submit(
     data_check(run_settings=resolved)
     run = _run_build(user=user, strategy=strategy, resolved=resolved)
 
-    cached = _cached_source(run.params_hash) if use_cache else None
+    cached = (
+        cached_source(BacktestRun, kind=BACKTEST_CACHE_KIND, params_hash=run.params_hash)
+        if use_cache
+        else None
+    )
     if cached is not None:
         source, summary = cached
         return _run_save_as_cache_hit(run, source=source, summary=summary)
