@@ -11,10 +11,13 @@ from persistence.models import Artifact, CachedResult
 
 
 def artifact_for_hash(*, params_hash: str, name: str) -> Artifact | None:
-    """The newest artifact called `name` shared by every run with `params_hash`."""
+    """The newest artifact called `name` shared by every run with `params_hash`. Its bytes
+    are read when asked for (`blob` is deferred): many callers only want to know it exists,
+    and a stored curve can be tens of megabytes."""
     if not params_hash:
         return None
-    return Artifact.objects.filter(params_hash=params_hash, name=name).order_by("-id").first()
+    found = Artifact.objects.filter(params_hash=params_hash, name=name).defer("blob")
+    return found.order_by("-id").first()
 
 
 def cache_stats() -> dict[str, Any]:

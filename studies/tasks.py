@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 from studies import services
 
@@ -48,3 +48,11 @@ def cleanup_cancelled(study_id: int) -> None:
 def _recover_lost_studies_on_start(**_: Any) -> None:
     # A worker that starts is often one replacing a worker that died mid-study.
     reap_stale.delay()
+
+
+@worker_init.connect
+def _import_what_a_fold_close_needs(**_: Any) -> None:
+    # Optuna's importance package imports scipy.stats and more (about 1.5 s). Imported in the
+    # worker's main process, before its pool forks, every process has it: the first fold a
+    # process closes does not keep the study waiting for it.
+    import optuna.importance  # noqa: F401
