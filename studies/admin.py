@@ -106,6 +106,7 @@ class StudyTrialAdmin(ReadOnlyModelAdmin):
         "cache_hit",
         "worker",
         "duration_seconds",
+        "engine_seconds",
     )
     list_filter = ("state", "cache_hit", "fold__role", "study")
     search_fields = ("params_hash", "worker")

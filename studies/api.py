@@ -281,6 +281,7 @@ class StudyTrialSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             "started_at",
             "finished_at",
             "duration_seconds",
+            "engine_seconds",
             "backtest",
         ]
         read_only_fields = fields

@@ -228,6 +228,12 @@ class StudyTrial(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
+    engine_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The backtest's own time in the worker; empty when none ran (cached, "
+        "infeasible by the kind's rules)",
+    )
 
     class Meta:
         ordering = ["fold_id", "slot"]

@@ -35,6 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -67,6 +68,7 @@ from studies.services.results import (
     study_finish_locked,
 )
 from studies.services.sampling import (
+    Asked,
     histories_forget,
     optuna_sync,
     optuna_sync_due,
@@ -74,6 +76,7 @@ from studies.services.sampling import (
     trial_asked,
 )
 from studies.services.trials import (
+    Answers,
     Runner,
     TrialOutcome,
     outcomes_cache,
@@ -323,15 +326,29 @@ def _reap_due(study: Study) -> bool:
 
 
 def _open_folds(study: Study) -> list[StudyFold]:
-    """The folds not finished, in order, each with `claimed` (trials) and `in_flight`."""
-    return list(
-        study.folds.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
-        .annotate(
-            claimed=Count("trials"),
-            in_flight=Count("trials", filter=Q(trials__state__in=TRIAL_PENDING_STATES)),
+    """The folds not finished, in order, each with `claimed` (trials) and `in_flight`.
+
+    Counted apart: counting through a join would group by every column of the fold, its
+    JSON ones included."""
+    folds = list(
+        study.folds.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).order_by(
+            "role", "index"
         )
-        .order_by("role", "index")
     )
+    counts: dict[int, Any] = {
+        row["fold_id"]: row
+        for row in StudyTrial.objects.filter(fold__in=folds)
+        .values("fold_id")
+        .annotate(
+            claimed=Count("id"), in_flight=Count("id", filter=Q(state__in=TRIAL_PENDING_STATES))
+        )
+        .order_by()
+    }
+    for fold in folds:
+        found = counts.get(fold.pk, {})
+        fold.claimed = found.get("claimed", 0)  # type: ignore[attr-defined]
+        fold.in_flight = found.get("in_flight", 0)  # type: ignore[attr-defined]
+    return folds
 
 
 def _fold_start_locked(study: Study, fold: StudyFold, plan: _Plan) -> bool:
@@ -353,11 +370,15 @@ def _claim_locked(study: Study, fold: StudyFold, *, first: int, wanted: int, pla
     those that need no backtest (infeasible, cached), queue the others in batches. Returns
     how many were queued."""
     batcher = _Batcher(plan)
+    answers = Answers(study, fold)
     queued: list[StudyTrial] = []
+    rows: list[tuple[StudyTrial, Asked]] = []
     now = timezone.now()
     slot = first
     while len(queued) < wanted and slot < study.n_trials:
-        asked = trial_ask(study, fold, slot)
+        # The first ask reads the fold's rows; the next ones know every row since (those
+        # this loop creates are tied to their asks below, once inserted).
+        asked = trial_ask(study, fold, slot, refresh=slot == first)
         row = StudyTrial(
             study=study,
             fold=fold,
@@ -372,14 +393,15 @@ def _claim_locked(study: Study, fold: StudyFold, *, first: int, wanted: int, pla
         if quick is None:
             batcher.assign(row, now)
             queued.append(row)
-            if asked.memory_trial is not None:
-                row.save()  # the next ask reads the rows: this one must be among them
         else:
-            trial_record_locked(study, trial=row, outcome=quick, fold=fold)
+            answers.add(row, quick)
             plan.answered += 1
-        trial_asked(study, fold, asked, row.pk)
+        rows.append((row, asked))
         slot += 1
-    StudyTrial.objects.bulk_create([row for row in queued if row.pk is None])
+    StudyTrial.objects.bulk_create([row for row, _ in rows])
+    answers.save()
+    for row, asked in rows:
+        trial_asked(study, fold, asked, row.pk, state=row.state, values=row.values)
     return len(queued)
 
 

@@ -44,6 +44,7 @@ def trials_frame(study: Study) -> pd.DataFrame:
                 "worker": trial.worker,
                 "attempts": trial.attempts,
                 "duration_seconds": trial.duration_seconds,
+                "engine_seconds": trial.engine_seconds,
                 "params_hash": trial.params_hash,
                 "error": trial.error,
             }

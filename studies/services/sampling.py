@@ -54,8 +54,9 @@ OPTUNA_STATES = {
 }
 # Optuna's system attribute of one constraint (optuna.trial.Trial.set_constraint).
 CONSTRAINT_ATTR = "constraints:{}"
-# A fold's running trials are appended to Optuna's tables at most this often by one process.
-OPTUNA_SYNC_SECONDS = 10.0
+# A fold's running trials are appended to Optuna's tables at most this often by one process
+# (each append costs a transaction on Optuna's tables; a fold's close always appends).
+OPTUNA_SYNC_SECONDS = 30.0
 # In-memory histories kept per process: a worker goes through a study's folds in order.
 MAX_HISTORIES = 16
 
@@ -201,16 +202,21 @@ class Asked:
     memory_trial: int | None = None
 
 
-def trial_ask(study: Study, fold: StudyFold, slot: int) -> Asked:
+def trial_ask(study: Study, fold: StudyFold, slot: int, *, refresh: bool = True) -> Asked:
     """The parameters of the fold's trial in `slot`; see the module docstring. Called
-    under the study row's lock, with the rows claimed before it in this transaction."""
+    under the study row's lock, with the rows claimed before it in this transaction.
+
+    `refresh=False` skips reading the rows again: only for the asks after the first in one
+    transaction, when every row since is known here (trial_asked). Every writer of a
+    study's trials holds its lock, so no other process has changed them meanwhile."""
     if study.sampler == SamplerName.GRID:
         names, points = _grid(json.dumps(study.search_space, sort_keys=True), study.seed)
         return Asked(dict(zip(names, points[slot % len(points)], strict=True)), {})
     if study.sampler == SamplerName.RANDOM:
         return Asked(params_plain(_random_point(study, fold, slot)), {})
     history = _history(study, fold)
-    history.refresh()
+    if refresh or history.last_row == 0:
+        history.refresh()
     return history.ask(
         sampler_build(
             study.sampler,
@@ -222,12 +228,26 @@ def trial_ask(study: Study, fold: StudyFold, slot: int) -> Asked:
     )
 
 
-def trial_asked(study: Study, fold: StudyFold, asked: Asked, trial_id: int) -> None:
-    """Tie the in-memory trial an ask created to the row saved for it."""
+def trial_asked(
+    study: Study,
+    fold: StudyFold,
+    asked: Asked,
+    trial_id: int,
+    *,
+    state: str = RowState.QUEUED,
+    values: list[float] | None = None,
+) -> None:
+    """Tie the in-memory trial an ask created to the row saved for it, in `state` (a trial
+    answered at once, from the cache or infeasible, is finished already)."""
     if asked.memory_trial is None:
         return
     history = _history(study, fold)
-    history.rows[trial_id] = (asked.memory_trial, False)
+    known = optuna_state(state)
+    if known.is_finished():
+        history.memory._storage.set_trial_state_values(
+            asked.memory_trial, known, values if known == OptunaState.COMPLETE else None
+        )
+    history.rows[trial_id] = (asked.memory_trial, known.is_finished())
     history.last_row = max(history.last_row, trial_id)
 
 

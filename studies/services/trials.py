@@ -20,8 +20,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -76,6 +78,8 @@ class TrialOutcome:
     feasible: bool | None = None
     error: str = ""
     cache_hit: bool = False
+    # The backtest's own time (window_evaluate), when one ran.
+    engine_seconds: float | None = None
     # The result to cache under params_hash, not yet stored (outcomes_cache stores it).
     cache_content: bytes | None = field(default=None, repr=False)
 
@@ -152,13 +156,28 @@ def trial_quick_outcome(
     if not study.use_cache:
         return None
     key = trial_key(study, fold, full)
-    entry = cache_peek(kind=TRIAL_CACHE_KIND, params_hash=key)
-    if entry is None:
-        return None
-    payload = json.loads(cache_load(entry=entry))
-    return _scored(
-        study, TrialOutcome(TrialState.COMPLETE, key, cache_hit=True), payload["metrics"]
-    )
+    metrics = _recent_metrics.get(key)
+    if metrics is None:
+        entry = cache_peek(kind=TRIAL_CACHE_KIND, params_hash=key)
+        if entry is None:
+            return None
+        metrics = _remember(key, json.loads(cache_load(entry=entry))["metrics"])
+    return _scored(study, TrialOutcome(TrialState.COMPLETE, key, cache_hit=True), metrics)
+
+
+# The metrics of trial results this process cached or read lately, by key: a sampler that
+# proposes a point again (TPE does, once it converges) is answered without a read. A key
+# names its inputs completely, so what it holds never goes stale.
+RECENT_RESULTS = 4096
+_recent_metrics: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+
+def _remember(key: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    _recent_metrics[key] = metrics
+    _recent_metrics.move_to_end(key)
+    while len(_recent_metrics) > RECENT_RESULTS:
+        _recent_metrics.popitem(last=False)
+    return metrics
 
 
 def trial_compute(
@@ -179,6 +198,7 @@ def trial_compute(
     """
     full = {**study.parameters, **params}
     key = trial_key(study, fold, full)
+    began = time.perf_counter()
     try:
         evaluated = window_evaluate(
             candles,
@@ -200,9 +220,11 @@ def trial_compute(
     except Exception as exc:
         logger.exception("study %s: trial failed", study.pk)
         return TrialOutcome(TrialState.FAILED, key, error=readable_error(exc))
-    metrics = plain(evaluated.metrics)
+    seconds = time.perf_counter() - began
+    metrics = _remember(key, plain(evaluated.metrics))
     content = json.dumps({"metrics": metrics, "returns": evaluated.returns}).encode()
-    return _scored(study, TrialOutcome(TrialState.COMPLETE, key, cache_content=content), metrics)
+    outcome = TrialOutcome(TrialState.COMPLETE, key, engine_seconds=seconds, cache_content=content)
+    return _scored(study, outcome, metrics)
 
 
 def outcomes_cache(outcomes: list[TrialOutcome]) -> None:
@@ -259,8 +281,56 @@ RECORDED_FIELDS = (
     "finished_at",
     "started_at",
     "duration_seconds",
+    "engine_seconds",
     "heartbeat_at",
 )
+
+
+def _trial_fill(trial: StudyTrial, outcome: TrialOutcome, now: datetime) -> None:
+    trial.state = outcome.state
+    trial.metrics = outcome.metrics
+    trial.values = outcome.values
+    trial.constraint_values = outcome.constraints
+    trial.feasible = outcome.feasible
+    trial.error = outcome.error
+    trial.cache_hit = outcome.cache_hit
+    trial.engine_seconds = outcome.engine_seconds
+    if outcome.params_hash:
+        trial.params_hash = outcome.params_hash
+    trial.finished_at = now
+    if trial.started_at is None:
+        trial.started_at = now
+    trial.duration_seconds = (now - trial.started_at).total_seconds()
+    trial.heartbeat_at = now
+
+
+def _trial_tally(
+    study: Study, trial: StudyTrial, outcome: TrialOutcome, fold: StudyFold, now: datetime
+) -> list[str]:
+    """Add a recorded trial to its fold's and the study's counters and best so far (in
+    memory); the fold's fields it changed."""
+    study.trials_done += 1
+    study.trials_cached += int(outcome.cache_hit)
+    study.trials_failed += int(outcome.state == TrialState.FAILED)
+    study.progress = min(99.0, 100.0 * study.trials_done / max(study.trials_total, 1))
+    study.heartbeat_at = now
+    fold.trials_done += 1
+    fold_fields = ["trials_done"]
+    if (
+        outcome.state == TrialState.COMPLETE
+        and outcome.feasible
+        and outcome.values is not None
+        and _better(outcome.values, fold.best_values, study.objectives[0]["direction"])
+    ):
+        fold.best_values, fold.best_trial_number = outcome.values, trial.number
+        study.best_values, study.best_trial_number = outcome.values, trial.number
+        study.best_parameters = {**study.parameters, **trial.params}
+        fold_fields += ["best_values", "best_trial_number"]
+    return fold_fields
+
+
+def _fold_save(fold: StudyFold, fields: Iterable[str]) -> None:
+    StudyFold.objects.filter(pk=fold.pk).update(**{name: getattr(fold, name) for name in fields})
 
 
 def trial_record_locked(
@@ -279,20 +349,7 @@ def trial_record_locked(
     starts the trials of a batch without a write each: see Runner.run); False if it was
     not. Tells the study's group on commit."""
     now = timezone.now()
-    trial.state = outcome.state
-    trial.metrics = outcome.metrics
-    trial.values = outcome.values
-    trial.constraint_values = outcome.constraints
-    trial.feasible = outcome.feasible
-    trial.error = outcome.error
-    trial.cache_hit = outcome.cache_hit
-    if outcome.params_hash:
-        trial.params_hash = outcome.params_hash
-    trial.finished_at = now
-    if trial.started_at is None:
-        trial.started_at = now
-    trial.duration_seconds = (now - trial.started_at).total_seconds()
-    trial.heartbeat_at = now
+    _trial_fill(trial, outcome, now)
     if trial.pk is None:
         trial.save()
     else:
@@ -304,28 +361,37 @@ def trial_record_locked(
         if not rows.update(**{name: getattr(trial, name) for name in RECORDED_FIELDS}):
             return False
     fold = fold if fold is not None else StudyFold.objects.get(pk=trial.fold_id)
-    study.trials_done += 1
-    study.trials_cached += int(outcome.cache_hit)
-    study.trials_failed += int(outcome.state == TrialState.FAILED)
-    study.progress = min(99.0, 100.0 * study.trials_done / max(study.trials_total, 1))
-    study.heartbeat_at = now
-    fold.trials_done += 1
-    fold_fields = ["trials_done"]
-    if (
-        outcome.state == TrialState.COMPLETE
-        and outcome.feasible
-        and outcome.values is not None
-        and _better(outcome.values, fold.best_values, study.objectives[0]["direction"])
-    ):
-        fold.best_values, fold.best_trial_number = outcome.values, trial.number
-        study.best_values, study.best_trial_number = outcome.values, trial.number
-        study.best_parameters = {**study.parameters, **trial.params}
-        fold_fields += ["best_values", "best_trial_number"]
-    StudyFold.objects.filter(pk=fold.pk).update(
-        **{name: getattr(fold, name) for name in fold_fields}
-    )
+    _fold_save(fold, _trial_tally(study, trial, outcome, fold, now))
     send_on_commit(study.pk, trial_message(study, trial, fold))
     return True
+
+
+class Answers:
+    """Trials of one fold answered as they are claimed (infeasible, or cached), recorded
+    together: `add` each (in memory, counted in the fold's and the study's progress), then
+    `save` once their rows are inserted (with the fold's queued ones, in one insert): one
+    update of the fold, and each trial told to the study's group on commit. The caller holds
+    the study's lock and saves the study's STUDY_PROGRESS_FIELDS."""
+
+    def __init__(self, study: Study, fold: StudyFold) -> None:
+        self.study, self.fold = study, fold
+        self.fields: set[str] = set()
+        self.told: list[tuple[StudyTrial, dict[str, Any]]] = []
+
+    def add(self, trial: StudyTrial, outcome: TrialOutcome) -> None:
+        now = timezone.now()
+        _trial_fill(trial, outcome, now)
+        self.fields.update(_trial_tally(self.study, trial, outcome, self.fold, now))
+        # The message as it stands now (the progress it reports); the id once inserted.
+        self.told.append((trial, trial_message(self.study, trial, self.fold)))
+
+    def save(self) -> None:
+        if not self.told:
+            return
+        _fold_save(self.fold, self.fields)
+        for trial, payload in self.told:
+            payload["trial"]["id"] = trial.pk
+            send_on_commit(self.study.pk, payload)
 
 
 def trial_record_if(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -9,8 +10,10 @@ from django.utils import timezone
 
 from backtests.services import BacktestConflict
 from persistence.models import CachedResult
+from persistence.services import cache_load
 from studies import services
 from studies.models import Study, StudyFold, StudyTrial, TrialState
+from studies.services import driver
 from studies.services import trials as trial_services
 from tests.studies.conftest import T0, submit
 
@@ -63,6 +66,62 @@ def test_a_repeated_trial_is_a_cache_hit(queue, study_strategy) -> None:
     assert trials.count() == 4 and all(t.cache_hit for t in trials)
     assert not StudyFold.objects.get(study=again).cache_hit
     assert CachedResult.objects.filter(kind="study_trial").count() == 4
+
+
+def test_a_point_computed_here_is_answered_again_without_reading_the_cache(
+    queue, study_strategy, monkeypatch
+) -> None:
+    space = {"fast": {"choices": [3, 5]}, "slow": {"choices": [20, 30]}}
+    first = queue.run(submit(study_strategy, sampler="grid", search_space=space, seed=1))
+    assert all(t.engine_seconds and t.engine_seconds > 0 for t in first.trials.all())
+    stored = {
+        t.params_hash: json.loads(
+            cache_load(entry=CachedResult.objects.get(params_hash=t.params_hash))
+        )["metrics"]
+        for t in first.trials.all()
+    }
+
+    def no_read(**_: object) -> None:
+        raise AssertionError("the cache was read")
+
+    monkeypatch.setattr(trial_services, "cache_peek", no_read)
+    # Another objective, which the first study's rows do not keep: what is remembered is
+    # every metric of the backtest.
+    again = submit(
+        study_strategy,
+        sampler="grid",
+        search_space=space,
+        seed=2,
+        objectives=[{"metric": "max_consecutive_losses", "direction": "minimize"}],
+    )
+    services.study_launch(study_id=again.pk, task_id=again.celery_task_id)
+    again.refresh_from_db()
+    assert again.status == "succeeded", again.error
+    trials = list(again.trials.all())
+    assert len(trials) == 4
+    for trial in trials:
+        assert trial.cache_hit and trial.engine_seconds is None
+        assert trial.values == [stored[trial.params_hash]["max_consecutive_losses"]]
+
+
+def test_asks_within_one_claim_see_the_trials_answered_before_them(
+    queue, study_strategy, monkeypatch
+) -> None:
+    # Many points break the kind's rules (fast >= slow) and are answered as they are
+    # claimed; the asks after them in the same transaction skip re-reading the rows, and
+    # must ask what they would have asked had they read them.
+    space = {"fast": {"low": 2, "high": 30}, "slow": {"low": 12, "high": 40, "step": 4}}
+
+    def params(study: Study) -> list[tuple[str, dict[str, object]]]:
+        rows = StudyTrial.objects.filter(study=study).order_by("slot")
+        return [(t.state, t.params) for t in rows]
+
+    quick = queue.run(submit(study_strategy, n_trials=24, search_space=space, use_cache=False))
+    real = driver.trial_ask
+    monkeypatch.setattr(driver, "trial_ask", lambda *a, refresh=True: real(*a, refresh=True))
+    reread = queue.run(submit(study_strategy, n_trials=24, search_space=space, use_cache=False))
+    assert any(state == TrialState.INFEASIBLE for state, _ in params(quick)[10:])
+    assert params(quick) == params(reread)
 
 
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(
