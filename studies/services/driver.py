@@ -415,6 +415,7 @@ def _pump_plan_locked(
     synced: set[int],
 ) -> _Plan | None:
     study = Study.objects.select_for_update().select_related("instrument").get(pk=study_id)
+    outcomes_cache([outcome for _, outcome in finished])
     plan = _Plan(study=study, for_runner=runner if more else None)
     running = study.status == RunStatus.RUNNING
     folds = _open_folds(study) if running else []
@@ -531,13 +532,12 @@ def study_pump(
 ) -> list[StudyTrial]:
     """Move the study on as far as it can go now; see the module docstring.
 
-    A runner passes the trials it `finished` last (their results cached first, then
-    recorded here, in the same transaction as the next claims), and with `more` gets its
+    A runner passes the trials it `finished` last (their results cached and recorded
+    here, in the same transaction as the next claims), and with `more` gets its
     next batch back, its first trial already running. A failure here (Optuna's storage, a
     fold's close) fails the study with a readable error."""
     synced: set[int] = set()
     try:
-        outcomes_cache([outcome for _, outcome in finished or []])
         for _ in range(PUMP_MAX_ROUNDS):
             plan = _pump_plan(
                 study_id, runner=runner, finished=finished or [], more=more, synced=synced

@@ -228,8 +228,10 @@ def trial_compute(
 
 
 def outcomes_cache(outcomes: list[TrialOutcome]) -> None:
-    """Store the results `outcomes` carry for the cache, in one write, outside any
-    transaction: a result is valid whatever becomes of the study's records."""
+    """Store the results `outcomes` carry for the cache, in one write. Called in the
+    transaction that records them (one commit less a trial); a result is valid whatever
+    becomes of the study's records, but one lost with a failed transaction is only
+    computed again."""
     contents = {}
     for outcome in outcomes:
         if outcome.cache_content is not None:
@@ -488,6 +490,7 @@ def _step(
     step, start the next of `upcoming` still queued under this task (those passed over are
     removed)."""
     study = Study.objects.select_for_update().get(pk=study_id)
+    outcomes_cache([outcome for _, outcome in finished])
     recorded = bool(trials_record_locked(study, finished, task_id=task_id))
     step = _Step(stopped=study.status != RunStatus.RUNNING)
     while upcoming and not step.stopped:
@@ -634,7 +637,6 @@ class Runner:
     def _step(
         self, finished: list[tuple[StudyTrial, TrialOutcome]], upcoming: list[StudyTrial]
     ) -> StudyTrial | None:
-        outcomes_cache([outcome for _, outcome in finished])
         self.recorded_at = time.monotonic()
         step = _step(
             study_id=self.study.pk,
