@@ -248,7 +248,9 @@ def _trade_stats(trades: Trades, ts_ns: np.ndarray) -> dict[str, MetricValue]:
     else:
         ratio = avg_win / avg_loss
         expectancy_ratio = (1.0 + ratio) * win_rate - 1.0
-        kelly = win_rate - (1.0 - win_rate) / ratio
+        # A win is a positive P&L; its return can still round to 0 (a tiny gain on a large
+        # position), and then Kelly's ratio is no number.
+        kelly = win_rate - (1.0 - win_rate) / ratio if ratio > 0 else None
     sqn = None
     if n >= 2:
         sd = float(ret.std(ddof=1))

@@ -17,6 +17,8 @@ from backtests.engine import (
     run_positions,
     run_sweep,
 )
+from backtests.engine.metrics import _trade_stats
+from backtests.engine.simulate import Trades
 from tests.backtests.engine.bars import make_candles, random_walk
 
 DAY = 86_400.0
@@ -140,6 +142,27 @@ def test_losing_streaks_profit_factor_sqn_and_kelly():
     assert m["kelly"] == pytest.approx(1 / 3 - (2 / 3) / ratio)
     assert m["expectancy_ratio"] == pytest.approx((1 + ratio) / 3 - 1)
     assert m["expectancy"] == pytest.approx(pnl.mean())
+
+
+def test_kelly_is_undefined_when_the_winners_returns_round_to_zero():
+    # A winning trade (P&L > 0) whose return in % is 0: the win/loss ratio is 0, and the
+    # formula would divide by it.
+    trades = Trades(
+        entry_bar=np.array([0, 2]),
+        exit_bar=np.array([1, 3]),
+        direction=np.array([1.0, 1.0]),
+        entry_price=np.array([100.0, 100.0]),
+        exit_price=np.array([100.0, 90.0]),
+        quantity=np.array([1.0, 1.0]),
+        pnl=np.array([1e-9, -10.0]),
+        pnl_pct=np.array([0.0, -10.0]),
+        fees=np.zeros(2),
+        reason=np.zeros(2, dtype=np.int64),
+        is_open=np.array([False, False]),
+    )
+    stats = _trade_stats(trades, np.arange(4, dtype=np.int64) * 86_400 * 10**9)
+    assert stats["kelly"] is None
+    assert stats["win_rate_pct"] == 50.0 and stats["expectancy_ratio"] == pytest.approx(-0.5)
 
 
 def test_all_losing_trades():
