@@ -194,9 +194,11 @@ def _timeline(study: Any) -> str:
         mine = [t for t in trials if t.worker == worker]
         first = min(t.started_at for t in mine if t.started_at)
         busy = sum(t.duration_seconds or 0.0 for t in mine)
+        engine = sum(t.engine_seconds or 0.0 for t in mine)
         parts.append(
             f"{worker or 'the pump'}: {len(mine)} trials, first at "
-            f"{(first - study.started_at).total_seconds():.2f} s, busy {busy:.1f} s"
+            f"{(first - study.started_at).total_seconds():.2f} s, busy {busy:.1f} s "
+            f"(engine {engine:.1f} s)"
         )
     last = max(t.finished_at for t in trials if t.finished_at)
     parts.append(f"close {(study.finished_at - last).total_seconds() * 1000:.0f} ms")

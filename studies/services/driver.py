@@ -59,7 +59,7 @@ from studies.services.dispatch import (
     trials_dispatch,
     watch_schedule,
 )
-from studies.services.keys import fold_key, study_candles, window_data_version
+from studies.services.keys import fold_key, study_bar_count, study_candles, window_data_version
 from studies.services.messages import send_on_commit, study_message
 from studies.services.results import (
     fold_cached,
@@ -123,13 +123,17 @@ def _ts(candles_index, position: int, end):  # type: ignore[no-untyped-def]
 
 
 def _folds_build(study: Study) -> list[StudyFold]:
-    """The study's stages, with their windows, data versions and cache keys (unsaved)."""
-    candles = study_candles(study)
-    index = candles.index
-    if len(index) == 0:
-        raise ValueError("The range holds no candles.")
+    """The study's stages, with their windows, data versions and cache keys (unsaved).
+
+    Only a walk-forward reads the candles here (its windows are bar positions); a study
+    over the whole period needs their number alone, and its runners read them."""
     stages: list[StudyFold] = []
+    index = study_candles(study).index if study.walk_forward else None
+    bars = len(index) if index is not None else study_bar_count(study)
+    if bars == 0:
+        raise ValueError("The range holds no candles.")
     if study.walk_forward:
+        assert index is not None
         windows = fold_windows(
             index,
             end=study.end,
@@ -162,7 +166,7 @@ def _folds_build(study: Study) -> list[StudyFold]:
                 role=FoldRole.WHOLE,
                 index=0,
                 is_first_bar=0,
-                is_end_bar=len(index),
+                is_end_bar=bars,
                 is_start=study.start,
                 is_end=study.end,
             )

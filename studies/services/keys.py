@@ -25,7 +25,7 @@ import pandas as pd
 from django.conf import settings
 
 from backtests.services import RunSettings
-from marketdata.selectors import candle_data_version, candles_load
+from marketdata.selectors import candle_count, candle_data_version, candles_load
 from persistence.hashing import params_hash
 from studies.models import Study, StudyFold
 
@@ -93,6 +93,16 @@ def fold_key(study: Study, fold: StudyFold) -> str:
 def window_data_version(study: Study, *, start: datetime, end: datetime) -> str:
     return candle_data_version(
         instrument_id=study.instrument_id, timeframe=study.timeframe, start=start, end=end
+    )
+
+
+def study_bar_count(study: Study) -> int:
+    """How many bars the study's range holds (marketdata.selectors.candle_count)."""
+    return candle_count(
+        instrument_id=study.instrument_id,
+        timeframe=study.timeframe,
+        start=study.start,
+        end=study.end,
     )
 
 

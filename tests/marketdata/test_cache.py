@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from marketdata.models import Candle, Instrument
-from marketdata.selectors import candle_data_version, candles_load
+from marketdata.selectors import candle_count, candle_data_version, candles_load
 from persistence.models import CachedResult
 from tests.factories import InstrumentFactory
 
@@ -94,3 +94,22 @@ def test_the_data_version_moves_when_bars_are_added_or_boundaries_rewritten() ->
     assert appended != before
     Candle.objects.filter(instrument=instrument, ts=T0).update(open=99.5)
     assert candle_data_version(**args) != appended
+
+
+def test_a_range_is_counted_from_this_processes_copy_or_by_the_database(
+    django_assert_num_queries,
+) -> None:
+    instrument = InstrumentFactory()
+    _bars(instrument, 12)
+    span = {"instrument_id": instrument.pk, "timeframe": "1h", "start": T0}
+    end = T0 + timedelta(hours=10)
+    # Not kept in memory: the data version (three reads) and a count.
+    with django_assert_num_queries(4):
+        assert candle_count(**span, end=end) == 10
+    frame, _ = candles_load(**span, end=end, keep_in_memory=True)
+    # Kept: the data version names the copy, and no bar is read or counted.
+    with django_assert_num_queries(3):
+        assert candle_count(**span, end=end) == len(frame) == 10
+    # Another range is not kept: counted by the database again.
+    with django_assert_num_queries(4):
+        assert candle_count(**span, end=T0 + timedelta(hours=12)) == 12
