@@ -13,8 +13,10 @@ from backtests.models import RunStatus
 from backtests.services import BacktestInputError
 from marketdata.selectors import candles_load
 from persistence.models import Artifact, CachedResult
-from portfolios import selectors, services
+from portfolios import selectors
 from portfolios.models import PortfolioRun, PortfolioTrade
+from portfolios.services import execution
+from portfolios.services import settings as portfolio_settings
 from strategies.library.base import StrategyRef
 from tests.portfolios.conftest import SYMBOLS, execute, instruments_of, submit
 
@@ -111,7 +113,7 @@ def test_a_failure_midway_leaves_the_run_failed_with_nothing_saved(
         assert PortfolioTrade.objects.filter(run=run).exists()
         raise OSError("disk full")
 
-    monkeypatch.setattr(services, "artifact_save", broken_artifact_save)
+    monkeypatch.setattr(execution, "artifact_save", broken_artifact_save)
     run = execute(run)
     assert run.status == RunStatus.FAILED
     assert "disk full" in run.error
@@ -126,7 +128,7 @@ def test_an_engine_error_is_a_readable_failure(user, basket, monkeypatch) -> Non
         raise RuntimeError("engine exploded")
 
     run = submit(user)
-    monkeypatch.setattr(services, "run_portfolio", boom)
+    monkeypatch.setattr(execution, "run_portfolio", boom)
     run = execute(run)
     assert run.status == RunStatus.FAILED
     assert "engine exploded" in run.error
@@ -198,7 +200,7 @@ def test_the_engines_config_errors_are_field_errors_and_create_nothing(
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise InvalidConfigError({"rebalance": ["Not on this calendar."]})
 
-    monkeypatch.setattr(services, "run_portfolio", refuse)
+    monkeypatch.setattr(portfolio_settings, "run_portfolio", refuse)
     with pytest.raises(BacktestInputError) as caught:
         submit(user)
     assert caught.value.errors == {"rebalance": ["Not on this calendar."]}

@@ -1,65 +1,40 @@
-"""Writes for portfolio runs: submission (validated field by field, answered from the
-params-hash cache when it can) and execution (the task's body).
-
-Invariants kept here:
-
-- Bad input raises BacktestInputError (a 400 per field, config.api) and creates nothing.
-- A run's results (metrics, trades, the equity artifact, the cache entry) are saved in the
-  transaction that marks it succeeded, so a failed run has none of them.
-- Only the execution whose task id is on the run may start or finish it.
-"""
+"""A portfolio run's settings: the constants that bound it, the engine configuration they
+give, each field validated (a 400 naming it, BacktestInputError) and the params hash that
+keys the cache."""
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 import math
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import User
 from backtests.engine import ENGINE_VERSION, BacktestConfig, InvalidConfigError
-from backtests.engine.portfolio import PortfolioResult, run_portfolio
-from backtests.models import FINISHED_STATUSES, RunStatus
-from backtests.services import BacktestInputError, readable_error
+from backtests.engine.portfolio import run_portfolio
+from backtests.services import BacktestInputError
 from backtests.services.run_settings import decimal_field, field_check, utc_text
-from backtests.services.runs import cached_source
 from marketdata.models import Instrument
 from marketdata.selectors import (
     candle_count_at_least,
     candle_data_version,
     candle_span,
-    candles_load,
 )
 from marketdata.timeframes import TIMEFRAME_SECONDS, timeframe_offset
-from persistence.downloads import PARQUET_MIME
-from persistence.models import StorageFormat
 from persistence.services import (
-    artifact_save,
-    cache_store,
     params_record,
 )
 from portfolios.models import (
     Allocation,
-    PortfolioInstrument,
     PortfolioRun,
-    PortfolioTrade,
     Rebalance,
 )
-from strategies.library.base import ParamValidationError, StrategyRef
+from strategies.library.base import ParamValidationError
 from strategies.library.registry import UnknownStrategyKind, get_kind
-
-logger = logging.getLogger(__name__)
 
 # The cache kind a computed run's summary is stored under, keyed by its params hash.
 PORTFOLIO_CACHE_KIND = "portfolio"
@@ -465,266 +440,3 @@ def portfolio_key(*, settings: PortfolioSettings) -> str:
         for instrument in settings.instruments
     ]
     return params_record(payload=settings.hash_payload(data_versions=versions))
-
-
-# --- Submission ------------------------------------------------------------------------
-
-
-@transaction.atomic
-def portfolio_submit(
-    *,
-    user: User,
-    name: str = "",
-    kind: str,
-    parameters: Any = None,
-    instruments: Any,
-    timeframe: str,
-    start: datetime,
-    end: datetime,
-    initial_capital: Any = Decimal("10000"),
-    fee_rate: Any = Decimal("0.001"),
-    slippage_bps: Any = Decimal("0"),
-    allocation: str = Allocation.EQUAL,
-    weights: Any = None,
-    max_positions: Any = None,
-    rebalance: str = Rebalance.CHANGE,
-    drift_threshold: Any = None,
-    use_cache: bool = True,
-    enqueue: bool = True,
-) -> PortfolioRun:
-    """Create a portfolio run; a cache hit returns it already succeeded, with no task.
-
-    On a miss the run is queued and its Celery task enqueued once this transaction
-    commits. `enqueue=False` leaves the queued run for the caller to execute in-process.
-    """
-    if not isinstance(name, str) or len(name) > 200:
-        raise BacktestInputError({"name": ["At most 200 characters."]})
-    settings = portfolio_settings_resolve(
-        kind=kind,
-        parameters=parameters,
-        instruments=instruments,
-        timeframe=timeframe,
-        start=start,
-        end=end,
-        initial_capital=initial_capital,
-        fee_rate=fee_rate,
-        slippage_bps=slippage_bps,
-        allocation=allocation,
-        weights=weights,
-        max_positions=max_positions,
-        rebalance=rebalance,
-        drift_threshold=drift_threshold,
-    )
-    params_hash = portfolio_key(settings=settings)
-    run = PortfolioRun(
-        owner=user,
-        name=name,
-        kind=settings.kind,
-        parameters=settings.parameters,
-        timeframe=settings.timeframe,
-        start=settings.start,
-        end=settings.end,
-        initial_capital=settings.initial_capital,
-        fee_rate=settings.fee_rate,
-        slippage_bps=settings.slippage_bps,
-        allocation=settings.allocation,
-        weights=settings.weights,
-        max_positions=settings.max_positions,
-        rebalance=settings.rebalance,
-        drift_threshold=settings.drift_threshold,
-        params_hash=params_hash,
-    )
-    cached = (
-        cached_source(PortfolioRun, kind=PORTFOLIO_CACHE_KIND, params_hash=params_hash)
-        if use_cache
-        else None
-    )
-    if cached is not None:
-        source, summary = cached
-        now = timezone.now()
-        run.status = RunStatus.SUCCEEDED
-        run.cache_hit = True
-        run.shared_from = source
-        run.metrics = summary.get("metrics", source.metrics)
-        run.bars = source.bars
-        run.progress = 100
-        run.started_at = run.finished_at = now
-    else:
-        run.celery_task_id = str(uuid.uuid4())
-    run.save()
-    PortfolioInstrument.objects.bulk_create(
-        PortfolioInstrument(portfolio=run, instrument=instrument, position=position)
-        for position, instrument in enumerate(settings.instruments)
-    )
-    if cached is None and enqueue:
-        _enqueue_on_commit(run_id=run.pk, task_id=run.celery_task_id)
-    return run
-
-
-def _enqueue_on_commit(*, run_id: int, task_id: str) -> None:
-    def enqueue() -> None:
-        # Imported here: the tasks import these services.
-        from portfolios.tasks import execute_portfolio
-
-        execute_portfolio.apply_async(args=[run_id], task_id=task_id)
-
-    transaction.on_commit(enqueue)
-
-
-# --- Execution -------------------------------------------------------------------------
-
-
-@transaction.atomic
-def _start(*, run_id: int, task_id: str) -> PortfolioRun | None:
-    run = PortfolioRun.objects.select_for_update().filter(pk=run_id).first()
-    if run is None or run.status in FINISHED_STATUSES:
-        return None
-    if run.celery_task_id and run.celery_task_id != task_id:
-        logger.info("portfolio %s: ignoring superseded task %s", run_id, task_id)
-        return None
-    run.status = RunStatus.RUNNING
-    run.celery_task_id = task_id
-    run.started_at = timezone.now()
-    run.progress = 0
-    run.error = ""
-    run.save(update_fields=["status", "celery_task_id", "started_at", "progress", "error"])
-    return run
-
-
-@transaction.atomic
-def _fail(*, run_id: int, task_id: str, error: str) -> None:
-    run = PortfolioRun.objects.select_for_update().filter(pk=run_id).first()
-    if run is None or run.status != RunStatus.RUNNING or run.celery_task_id != task_id:
-        return
-    run.status = RunStatus.FAILED
-    run.error = error
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "error", "finished_at"])
-
-
-def _progress(run: PortfolioRun, percent: float) -> None:
-    PortfolioRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(progress=percent)
-
-
-def json_safe(value: Any) -> Any:
-    """Metrics as JSON: NaN and infinities (which PostgreSQL's jsonb refuses) become null."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def equity_parquet(result: PortfolioResult) -> bytes:
-    """The curves in the layout `selectors.equity_frame` reads back."""
-    frame = pd.DataFrame({"equity": result.equity, "drawdown": result.drawdown})
-    frame.index.name = "ts"
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer)
-    return buffer.getvalue()
-
-
-def _amount(value: float, places: int) -> Decimal:
-    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places))
-
-
-def trades_save(*, run: PortfolioRun, trades: pd.DataFrame, ids: Mapping[str, int]) -> int:
-    """The engine's trades as PortfolioTrade rows (amounts as Decimal), in one bulk insert."""
-    rows = [
-        PortfolioTrade(
-            run=run,
-            instrument_id=ids[str(trade.instrument)],
-            side=str(trade.direction),
-            entry_time=trade.entry_time.to_pydatetime(),
-            exit_time=trade.exit_time.to_pydatetime(),
-            entry_price=_amount(trade.entry_price, 10),
-            exit_price=_amount(trade.exit_price, 10),
-            quantity=_amount(trade.quantity, 18),
-            pnl=_amount(trade.pnl, 8),
-            pnl_pct=float(trade.pnl_pct),
-            fees=_amount(trade.fees, 8),
-            exit_reason=str(trade.exit_reason),
-            is_open=bool(trade.is_open),
-        )
-        for trade in trades.itertuples(index=False)
-    ]
-    PortfolioTrade.objects.bulk_create(rows, batch_size=1000)
-    return len(rows)
-
-
-@transaction.atomic
-def _complete(
-    *, run_id: int, task_id: str, result: PortfolioResult, ids: Mapping[str, int]
-) -> PortfolioRun | None:
-    run = PortfolioRun.objects.select_for_update().filter(pk=run_id).first()
-    if run is None or run.status != RunStatus.RUNNING or run.celery_task_id != task_id:
-        return None  # taken over by another execution: this one's results are dropped
-    metrics = json_safe(result.metrics)
-    trades_save(run=run, trades=result.trades, ids=ids)
-    artifact_save(
-        name=EQUITY_ARTIFACT,
-        mime_type=PARQUET_MIME,
-        content=equity_parquet(result),
-        params_hash=run.params_hash,
-    )
-    cache_store(
-        kind=PORTFOLIO_CACHE_KIND,
-        params_hash=run.params_hash,
-        content=json.dumps({"run": run.pk, "metrics": metrics}).encode(),
-        format=StorageFormat.JSON,
-        row_count=len(result.trades),
-    )
-    run.status = RunStatus.SUCCEEDED
-    run.metrics = metrics
-    run.bars = len(result.equity)
-    run.progress = 100
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "metrics", "bars", "progress", "finished_at"])
-    return run
-
-
-def run_candles(run: PortfolioRun) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
-    """Each instrument's candles over the run's range, by symbol in the run's order, and the
-    symbols' instrument ids."""
-    members = list(run.members.select_related("instrument").order_by("position"))
-    candles: dict[str, pd.DataFrame] = {}
-    for done, member in enumerate(members, start=1):
-        frame, _ = candles_load(
-            instrument_id=member.instrument_id,
-            timeframe=run.timeframe,
-            start=run.start,
-            end=run.end,
-        )
-        candles[member.instrument.symbol] = frame
-        _progress(run, LOAD_SHARE * done / len(members))
-    return candles, {m.instrument.symbol: m.instrument_id for m in members}
-
-
-def portfolio_execute(*, run_id: int, task_id: str) -> PortfolioRun | None:
-    """Run the portfolio backtest for `run_id` as execution `task_id`; the task's body.
-
-    Not atomic as a whole on purpose: progress must be visible while it runs. Starting,
-    failing and completing are each their own transaction.
-    """
-    run = _start(run_id=run_id, task_id=task_id)
-    if run is None:
-        return None
-    try:
-        candles, ids = run_candles(run)
-        calendar = Instrument.objects.get(pk=next(iter(ids.values()))).calendar
-        result = run_portfolio(
-            candles,
-            StrategyRef(kind=run.kind, params=run.parameters),
-            engine_config(run, calendar=calendar),
-            **engine_options(run),
-        )
-        _progress(run, 95.0)
-        return _complete(run_id=run_id, task_id=task_id, result=result, ids=ids)
-    except Exception as exc:
-        logger.exception("portfolio %s failed", run_id)
-        _fail(run_id=run_id, task_id=task_id, error=readable_error(exc))
-        return None
