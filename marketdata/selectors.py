@@ -71,18 +71,7 @@ def candle_count(*, instrument_id: int, timeframe: str, start: datetime, end: da
     """How many bars the range holds: from this process's copy of the range when it keeps
     one (candles_load(keep_in_memory=True)), else counted by the database, which is far
     cheaper than reading a million bars only to count them."""
-    data_version = candle_data_version(
-        instrument_id=instrument_id, timeframe=timeframe, start=start, end=end
-    )
-    key = candle_cache_key(
-        instrument_id=instrument_id,
-        timeframe=timeframe,
-        start=start,
-        end=end,
-        data_version=data_version,
-    )
-    with _in_memory_lock:
-        frame = _in_memory.get(key)
+    frame = _kept(_range_key(instrument_id, timeframe, start, end))
     if frame is not None:
         return len(frame)
     return _range(instrument_id, timeframe, start, end).count()
@@ -150,6 +139,36 @@ def candle_cache_key(
     )
 
 
+def _range_key(
+    instrument_id: int,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    data_version: str | None = None,
+) -> str:
+    """The cache key of the range's candles as they stand (their data version)."""
+    if data_version is None:
+        data_version = candle_data_version(
+            instrument_id=instrument_id, timeframe=timeframe, start=start, end=end
+        )
+    return candle_cache_key(
+        instrument_id=instrument_id,
+        timeframe=timeframe,
+        start=start,
+        end=end,
+        data_version=data_version,
+    )
+
+
+def _kept(key: str) -> pd.DataFrame | None:
+    """The frame this process keeps under `key` (candles_load(keep_in_memory=True))."""
+    with _in_memory_lock:
+        frame = _in_memory.get(key)
+        if frame is not None:
+            _in_memory.move_to_end(key)
+        return frame
+
+
 def candles_load(
     *,
     instrument_id: int,
@@ -167,23 +186,11 @@ def candles_load(
     frame is also kept in this process (shared, so callers must not modify it), and a parquet
     hit is read without being counted, so that the lookup writes nothing to the database.
     """
-    if data_version is None:
-        data_version = candle_data_version(
-            instrument_id=instrument_id, timeframe=timeframe, start=start, end=end
-        )
-    key = candle_cache_key(
-        instrument_id=instrument_id,
-        timeframe=timeframe,
-        start=start,
-        end=end,
-        data_version=data_version,
-    )
+    key = _range_key(instrument_id, timeframe, start, end, data_version)
     if keep_in_memory:
-        with _in_memory_lock:
-            frame = _in_memory.get(key)
-            if frame is not None:
-                _in_memory.move_to_end(key)
-                return frame, True
+        kept = _kept(key)
+        if kept is not None:
+            return kept, True
     lookup = cache_peek if keep_in_memory else cache_lookup
     entry = lookup(kind=CANDLE_CACHE_KIND, params_hash=key)
     if entry is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -63,6 +64,16 @@ class PortfolioRunAdmin(LabLinkMixin, ResultAdminMixin, AuditedModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Runs are submitted from the API or the lab, where the request is validated.
         return False
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> PortfolioRun | None:
+        # The run page lists every instrument (up to 50) and links the owner: read them with
+        # the run rather than one query each. The list page needs none of them.
+        run = super().get_object(request, object_id, from_field)
+        if run is not None:
+            prefetch_related_objects([run], Prefetch("members", queryset=selectors.members()))
+        return run
 
     @admin.display(description="Instruments (in order)")
     def instruments_text(self, obj: PortfolioRun) -> str:

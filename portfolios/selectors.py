@@ -18,13 +18,17 @@ from portfolios.services import EQUITY_ARTIFACT
 
 def portfolio_list(*, user: User) -> QuerySet[PortfolioRun]:
     """`user`'s own runs, newest first, with their instruments in order."""
-    members = PortfolioInstrument.objects.select_related("instrument").order_by("position")
     return (
         PortfolioRun.objects.filter(owner=user)
         .select_related("owner")
-        .prefetch_related(Prefetch("members", queryset=members))
+        .prefetch_related(Prefetch("members", queryset=members()))
         .order_by("-created_at", "-id")
     )
+
+
+def members() -> QuerySet[PortfolioInstrument]:
+    """A run's members in order, each with its instrument (for a Prefetch of "members")."""
+    return PortfolioInstrument.objects.select_related("instrument").order_by("position")
 
 
 def portfolio_get(*, user: User, run_id: int) -> PortfolioRun | None:

@@ -106,6 +106,7 @@ from backtests.engine.simulate import (
     TRADE_COLUMNS,
     Simulation,
     Trades,
+    _affordable,
 )
 from strategies.library.base import StrategyRef
 from strategies.library.indicators import IndicatorCache
@@ -529,13 +530,6 @@ class _Book:
     fee: list[np.ndarray]
 
 
-def _affordable(budget: float, price: float, config: BacktestConfig) -> float:
-    """Most units whose notional and fee together fit in `budget` (as the single engine)."""
-    by_rate = (budget - config.fixed_fee) / (price * (1.0 + config.fee_rate))
-    by_minimum = (budget - config.min_fee) / price
-    return max(0.0, min(by_rate, by_minimum))
-
-
 def _simulate(
     aligned: _Aligned,
     decided: np.ndarray,
@@ -674,7 +668,7 @@ def _cut_plain(
         after = running - spends[i]
         if after < 0.0:
             price = float(o[i]) * (1.0 + config.slippage)
-            delta[i] = _affordable(running, price, config)
+            delta[i] = _affordable(config, running, price)
             delta[order[position + 1 :]] = 0.0
             return 0.0
         running = after
@@ -725,7 +719,7 @@ def _cut_to_cash(
     cut = int(order[short])
     if delta[cut] > 0.0:
         budget = float(running[short - 1]) if short else cash
-        units = _affordable(budget, float(price[cut]), config)
+        units = _affordable(config, budget, float(price[cut]))
         delta[cut] = units
         notional = units * price[cut]
         fee[cut] = (

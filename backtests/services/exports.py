@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from backtests.engine import BacktestResult
+from backtests.engine.portfolio import PortfolioResult
 from backtests.models import BacktestRun, RunStatus
 from backtests.selectors import curve_thin, equity_frame, trade_frame
 from backtests.services.errors import BacktestConflict
@@ -22,8 +23,9 @@ from persistence.services import artifact_load, artifact_save
 EXPORT_ARTIFACT = "export.xlsx"
 
 
-def equity_parquet(result: BacktestResult) -> bytes:
-    """The engine's curves in the layout `selectors.equity_frame` reads back."""
+def equity_parquet(result: BacktestResult | PortfolioResult) -> bytes:
+    """The engine's curves (a run's or a portfolio's) in the layout `equity_frame` reads
+    back."""
     frame = pd.DataFrame({"equity": result.equity, "drawdown": result.drawdown})
     frame.index.name = "ts"
     buffer = io.BytesIO()

@@ -286,7 +286,8 @@ def _parameters_resolve(
         return {}
 
 
-def _range_check(start: datetime, end: datetime, errors: dict[str, Any]) -> None:
+def range_check(start: datetime, end: datetime, errors: dict[str, Any]) -> None:
+    """`start` and `end` each with a time zone, and `end` after `start`."""
     for name, value in (("start", start), ("end", end)):
         field_check(errors, name, timezone.is_aware(value), "Must include a time zone.")
     if "start" not in errors and "end" not in errors:
@@ -417,7 +418,7 @@ def run_settings_resolve(
             **execution_engine_values(execution),
         ),
     )
-    _range_check(start, end, errors)
+    range_check(start, end, errors)
     if errors:
         raise BacktestInputError(errors)
     assert capital is not None and fee is not None and slippage is not None and size is not None

@@ -5,7 +5,6 @@ of them."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -20,7 +19,7 @@ from django.utils import timezone
 
 from backtests.engine.portfolio import PortfolioResult, run_portfolio
 from backtests.models import FINISHED_STATUSES, RunStatus
-from backtests.services import readable_error
+from backtests.services import equity_parquet, readable_error
 from marketdata.models import Instrument
 from marketdata.selectors import (
     candles_load,
@@ -90,15 +89,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def equity_parquet(result: PortfolioResult) -> bytes:
-    """The curves in the layout `selectors.equity_frame` reads back."""
-    frame = pd.DataFrame({"equity": result.equity, "drawdown": result.drawdown})
-    frame.index.name = "ts"
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer)
-    return buffer.getvalue()
 
 
 def _amount(value: float, places: int) -> Decimal:

@@ -12,12 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from django.utils import timezone
 
 from backtests.engine import ENGINE_VERSION, BacktestConfig, InvalidConfigError
 from backtests.engine.portfolio import run_portfolio
 from backtests.services import BacktestInputError
-from backtests.services.run_settings import decimal_field, field_check, utc_text
+from backtests.services.run_settings import decimal_field, field_check, range_check, utc_text
 from marketdata.models import Instrument
 from marketdata.selectors import (
     candle_count_at_least,
@@ -313,10 +312,7 @@ def portfolio_settings_resolve(
         errors, "drift_threshold", drift is None or 0 < drift < 1, "Must be above 0 and below 1."
     )
     resolved_weights = _weights_resolve(weights, allocation, symbols, errors) if resolved else None
-    for name, value in (("start", start), ("end", end)):
-        field_check(errors, name, timezone.is_aware(value), "Must include a time zone.")
-    if "start" not in errors and "end" not in errors:
-        field_check(errors, "end", end > start, "Must be after start.")
+    range_check(start, end, errors)
     calendar = resolved[0].calendar if resolved else "24/7"
     if resolved and not {"timeframe", "initial_capital", "fee_rate", "slippage_bps"} & set(errors):
         assert capital is not None and fee is not None and slippage is not None

@@ -83,6 +83,7 @@ from studies.services.trials import (
     study_progress_save,
     trial_quick_outcome,
     trial_record_locked,
+    trials_record_locked,
 )
 from studies.windows import fold_windows, parse_length
 
@@ -425,13 +426,9 @@ def _pump_plan_locked(
     folds = _open_folds(study) if running else []
     if finished and runner is not None:
         by_pk = {fold.pk: fold for fold in folds}
-        for trial, outcome in finished:
-            fold = by_pk.get(trial.fold_id)
-            recorded = trial_record_locked(
-                study, trial=trial, outcome=outcome, fold=fold, running_under=runner.task_id
-            )
-            if recorded and fold is not None:
-                fold.in_flight -= 1  # type: ignore[attr-defined]
+        for trial in trials_record_locked(study, finished, task_id=runner.task_id, folds=by_pk):
+            if trial.fold_id in by_pk:
+                by_pk[trial.fold_id].in_flight -= 1  # type: ignore[attr-defined]
     if not running:
         study_progress_save(study)
         return None

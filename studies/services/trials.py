@@ -462,11 +462,18 @@ class _Step:
 
 
 def trials_record_locked(
-    study: Study, finished: list[tuple[StudyTrial, TrialOutcome]], *, task_id: str
+    study: Study,
+    finished: list[tuple[StudyTrial, TrialOutcome]],
+    *,
+    task_id: str,
+    folds: Mapping[int, StudyFold] | None = None,
 ) -> list[StudyTrial]:
     """Record the trials a runner `finished` (those still queued or running under its
-    task); the ones recorded. The caller holds the study's lock and saves it."""
-    folds = StudyFold.objects.in_bulk({trial.fold_id for trial, _ in finished})
+    task); the ones recorded. `folds` by id, when the caller has read them under the lock
+    (their counters are updated in place), else they are read here. The caller holds the
+    study's lock and saves it."""
+    if folds is None:
+        folds = StudyFold.objects.in_bulk({trial.fold_id for trial, _ in finished})
     recorded = []
     for trial, outcome in finished:
         fold = folds.get(trial.fold_id)
