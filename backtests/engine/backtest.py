@@ -18,7 +18,14 @@ from backtests.engine.errors import (
     UnknownKindError,
 )
 from backtests.engine.metrics import BarContext, compute_metrics
-from backtests.engine.simulate import EXIT_REASONS, TRADE_COLUMNS, ProgressFn, Simulation, simulate
+from backtests.engine.simulate import (
+    EXIT_REASONS,
+    TRADE_COLUMNS,
+    ProgressFn,
+    Simulation,
+    Trades,
+    simulate,
+)
 from marketdata.timeframes import spacing_matches, timeframe_of_spacing
 from strategies.library.base import StrategyKind, StrategyRef
 from strategies.library.indicators import IndicatorCache
@@ -101,11 +108,14 @@ def drawdown_of(equity: np.ndarray) -> np.ndarray:
 
 
 def trades_frame(sim: Simulation, bars: CandleArrays) -> pd.DataFrame:
-    t = sim.trades
-    index = bars.index
+    return trades_table(sim.trades, bars.index, bars.ts_ns)
+
+
+def trades_table(t: Trades, index: pd.DatetimeIndex, ts_ns: np.ndarray) -> pd.DataFrame:
+    """The trades as the result's table (TRADE_COLUMNS), bars numbered along `index`."""
     entry_time = index[t.entry_bar]
     exit_time = index[t.exit_bar]
-    duration = (bars.ts_ns[t.exit_bar] - bars.ts_ns[t.entry_bar]) / 1e9
+    duration = (ts_ns[t.exit_bar] - ts_ns[t.entry_bar]) / 1e9
     frame = pd.DataFrame(
         {
             "entry_time": entry_time,

@@ -94,6 +94,7 @@ from backtests.engine.backtest import (
     drawdown_of,
     fit_to_candles,
     resolve_kind,
+    trades_table,
 )
 from backtests.engine.candles import CandleArrays, validate_candles
 from backtests.engine.config import BacktestConfig
@@ -101,9 +102,7 @@ from backtests.engine.errors import InvalidCandlesError, InvalidConfigError
 from backtests.engine.metrics import BarContext, MetricValue, _trade_stats, compute_metrics
 from backtests.engine.simulate import (
     EXIT_END,
-    EXIT_REASONS,
     EXIT_SIGNAL,
-    TRADE_COLUMNS,
     Simulation,
     Trades,
     _affordable,
@@ -832,30 +831,11 @@ def _trades(fills: _Fills, last_close: np.ndarray, n: int) -> tuple[Trades, np.n
 
 
 def _trades_frame(trades: Trades, instrument: np.ndarray, aligned: _Aligned) -> pd.DataFrame:
-    index = aligned.index
-    frame = pd.DataFrame(
-        {
-            "entry_time": index[trades.entry_bar],
-            "exit_time": index[trades.exit_bar],
-            "direction": pd.Categorical.from_codes(
-                np.zeros(len(trades), dtype=np.int8), categories=["long", "short"]
-            ),
-            "entry_price": trades.entry_price,
-            "exit_price": trades.exit_price,
-            "quantity": trades.quantity,
-            "pnl": trades.pnl,
-            "pnl_pct": trades.pnl_pct,
-            "fees": trades.fees,
-            "duration": (aligned.ts_ns[trades.exit_bar] - aligned.ts_ns[trades.entry_bar]) / 1e9,
-            "exit_reason": pd.Categorical.from_codes(
-                trades.reason.astype(np.int8), categories=list(EXIT_REASONS)
-            ),
-            "is_open": trades.is_open.astype(bool),
-            "instrument": pd.Categorical.from_codes(
-                instrument.astype(np.int32), categories=aligned.names
-            ),
-        },
-        columns=[*TRADE_COLUMNS, "instrument"],
+    # The single engine's table (every trade is long: portfolios are long-only), plus the
+    # instrument.
+    frame = trades_table(trades, aligned.index, aligned.ts_ns)
+    frame["instrument"] = pd.Categorical.from_codes(
+        instrument.astype(np.int32), categories=aligned.names
     )
     return frame
 
