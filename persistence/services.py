@@ -170,31 +170,32 @@ def cache_store(
 LOOKUP_BATCH = 500
 
 
-def cache_store_many(*, kind: str, contents: dict[str, bytes], format: str) -> int:
-    """Store many results of one kind at once ({params_hash: content}); return how many were new.
+def cache_store_many(*, kind: str, contents: dict[str, bytes], format: str) -> None:
+    """Store many results of one kind at once ({params_hash: content}).
 
-    Hashes already stored keep their first copy, as with cache_store. One existence query
-    per LOOKUP_BATCH hashes and one bulk insert, instead of two queries per entry. In the
+    Hashes already stored keep their first copy, as with cache_store: one bulk insert that
+    skips the keys it conflicts on. With files, one existence query per LOOKUP_BATCH
+    hashes comes first, so that no file is written for a key stored already. In the
     caller's transaction when there is one (no savepoint: nothing here needs rolling back
     alone), else in one of its own.
     """
     if format not in StorageFormat.values:
         raise ValueError(f"unknown storage format {format!r}")
     if not contents:
-        return 0
+        return
     for params_hash in contents:
         if len(params_hash) != 64:
             raise ValueError(f"{params_hash!r} is not a params hash")
     with transaction.atomic(savepoint=False):
+        store = artifact_store()
         existing: set[str] = set()
         hashes = list(contents)
-        for i in range(0, len(hashes), LOOKUP_BATCH):
+        for i in range(0, len(hashes) if store != "db" else 0, LOOKUP_BATCH):
             existing.update(
                 CachedResult.objects.filter(
                     kind=kind, params_hash__in=hashes[i : i + LOOKUP_BATCH]
                 ).values_list("params_hash", flat=True)
             )
-        store = artifact_store()
         entries = []
         for params_hash, content in contents.items():
             if params_hash in existing:
@@ -211,7 +212,6 @@ def cache_store_many(*, kind: str, contents: dict[str, bytes], format: str) -> i
             entries.append(entry)
         # A racing writer may have stored some of the same keys since the check: theirs stay.
         CachedResult.objects.bulk_create(entries, batch_size=LOOKUP_BATCH, ignore_conflicts=True)
-        return len(entries)
 
 
 @transaction.atomic

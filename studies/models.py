@@ -166,6 +166,11 @@ class StudyFold(models.Model):
     data_version = models.CharField(max_length=16, blank=True)
     fold_key = models.CharField(max_length=64, blank=True, db_index=True)
     cache_hit = models.BooleanField(default=False)
+    trials_claimed = models.PositiveIntegerField(
+        default=0,
+        help_text="Trials created for the fold so far (its slots claimed); with trials_done, "
+        "how many are in flight",
+    )
     trials_done = models.PositiveIntegerField(default=0)
     best_trial_number = models.IntegerField(null=True, blank=True)
     best_values = models.JSONField(null=True, blank=True)

@@ -35,11 +35,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from backtests.models import FINISHED_STATUSES, RunStatus
@@ -74,9 +72,11 @@ from studies.services.sampling import (
     optuna_sync_due,
     trial_ask,
     trial_asked,
+    trials_told,
 )
 from studies.services.trials import (
     Answers,
+    FoldWrites,
     Runner,
     TrialOutcome,
     outcomes_cache,
@@ -331,29 +331,19 @@ def _reap_due(study: Study) -> bool:
 
 
 def _open_folds(study: Study) -> list[StudyFold]:
-    """The folds not finished, in order, each with `claimed` (trials) and `in_flight`.
-
-    Counted apart: counting through a join would group by every column of the fold, its
-    JSON ones included."""
-    folds = list(
+    """The folds not finished, in order."""
+    return list(
         study.folds.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).order_by(
             "role", "index"
         )
     )
-    counts: dict[int, Any] = {
-        row["fold_id"]: row
-        for row in StudyTrial.objects.filter(fold__in=folds)
-        .values("fold_id")
-        .annotate(
-            claimed=Count("id"), in_flight=Count("id", filter=Q(state__in=TRIAL_PENDING_STATES))
-        )
-        .order_by()
-    }
-    for fold in folds:
-        found = counts.get(fold.pk, {})
-        fold.claimed = found.get("claimed", 0)  # type: ignore[attr-defined]
-        fold.in_flight = found.get("in_flight", 0)  # type: ignore[attr-defined]
-    return folds
+
+
+def _in_flight(fold: StudyFold) -> int:
+    """The fold's trials claimed and not yet recorded (queued or running): every trial
+    claimed is counted in trials_claimed, and once recorded in trials_done, both under the
+    study's lock (a trial cancelled with its study stops being counted: so does the fold)."""
+    return fold.trials_claimed - fold.trials_done
 
 
 def _fold_start_locked(study: Study, fold: StudyFold, plan: _Plan) -> bool:
@@ -370,12 +360,15 @@ def _fold_start_locked(study: Study, fold: StudyFold, plan: _Plan) -> bool:
     return True
 
 
-def _claim_locked(study: Study, fold: StudyFold, *, first: int, wanted: int, plan: _Plan) -> int:
-    """Claim up to `wanted` trials of `fold` from slot `first` on: ask each, answer at once
+def _claim_locked(
+    study: Study, fold: StudyFold, *, wanted: int, plan: _Plan, writes: FoldWrites
+) -> int:
+    """Claim up to `wanted` trials of `fold` from its next slot on: ask each, answer at once
     those that need no backtest (infeasible, cached), queue the others in batches. Returns
-    how many were queued."""
+    how many were queued; the fold's counters go to `writes`."""
     batcher = _Batcher(plan)
-    answers = Answers(study, fold)
+    answers = Answers(study, fold, writes)
+    first = fold.trials_claimed
     queued: list[StudyTrial] = []
     rows: list[tuple[StudyTrial, Asked]] = []
     now = timezone.now()
@@ -404,6 +397,8 @@ def _claim_locked(study: Study, fold: StudyFold, *, first: int, wanted: int, pla
         rows.append((row, asked))
         slot += 1
     StudyTrial.objects.bulk_create([row for row, _ in rows])
+    fold.trials_claimed += len(rows)
+    writes.add(fold, ["trials_claimed"])
     answers.save()
     for row, asked in rows:
         trial_asked(study, fold, asked, row.pk, state=row.state, values=row.values)
@@ -424,32 +419,42 @@ def _pump_plan_locked(
     plan = _Plan(study=study, for_runner=runner if more else None)
     running = study.status == RunStatus.RUNNING
     folds = _open_folds(study) if running else []
+    # The folds' counters and best so far, saved once, before anything else reads the folds.
+    writes = FoldWrites()
     if finished and runner is not None:
         by_pk = {fold.pk: fold for fold in folds}
-        for trial in trials_record_locked(study, finished, task_id=runner.task_id, folds=by_pk):
-            if trial.fold_id in by_pk:
-                by_pk[trial.fold_id].in_flight -= 1  # type: ignore[attr-defined]
+        recorded = trials_record_locked(
+            study, finished, task_id=runner.task_id, folds=by_pk, writes=writes
+        )
+        for fold in folds:
+            trials_told(fold, [trial for trial in recorded if trial.fold_id == fold.pk])
     if not running:
+        writes.save()
         study_progress_save(study)
         return None
-    if (runner is None or _reap_due(study)) and _reap_locked(study, plan):
+    reap = runner is None or _reap_due(study)
+    if reap:
+        writes.save()  # the reap reads the folds of the trials it records
+    if reap and _reap_locked(study, plan):
         folds = _open_folds(study)
     if not folds:
+        writes.save()
         study_progress_save(study)
         if not study.folds.exists():
             return None  # the launch has not saved the folds yet
         study_finish_locked(study)
         send_on_commit(study.pk, study_message(study, kind="final"))
         return None
-    in_flight = sum(fold.in_flight for fold in folds)  # type: ignore[attr-defined]
+    in_flight = sum(_in_flight(fold) for fold in folds)
     open_folds = []
     for fold in folds:
         if (
             fold.status == RunStatus.RUNNING
-            and fold.claimed >= study.n_trials  # type: ignore[attr-defined]
-            and fold.in_flight == 0  # type: ignore[attr-defined]
+            and fold.trials_claimed >= study.n_trials
+            and _in_flight(fold) == 0
         ):
             if fold.pk in synced:
+                writes.save()
                 fold_finish_locked(study, fold)
                 plan.again = True
             else:
@@ -458,19 +463,17 @@ def _pump_plan_locked(
             open_folds.append(fold)
     # Folds are claimed in order, and the next fold's trials start as soon as this one's
     # are all claimed: no runner waits for the slowest trial of a fold.
-    unclaimed = next(
-        (study.n_trials - f.claimed for f in open_folds),  # type: ignore[attr-defined]
-        study.n_trials,
-    )
+    unclaimed = next((study.n_trials - f.trials_claimed for f in open_folds), study.n_trials)
     plan.batch = batch_size(study, max(unclaimed, 0) + in_flight)
     free = study.parallelism * plan.batch - in_flight
     for fold in open_folds:
-        claimed: int = fold.claimed  # type: ignore[attr-defined]
-        if free > 0 and claimed < study.n_trials:
-            if fold.status == RunStatus.QUEUED and not _fold_start_locked(study, fold, plan):
-                continue
-            wanted = min(free, study.n_trials - claimed)
-            free -= _claim_locked(study, fold, first=claimed, wanted=wanted, plan=plan)
+        if free > 0 and fold.trials_claimed < study.n_trials:
+            if fold.status == RunStatus.QUEUED:
+                writes.save()
+                if not _fold_start_locked(study, fold, plan):
+                    continue
+            wanted = min(free, study.n_trials - fold.trials_claimed)
+            free -= _claim_locked(study, fold, wanted=wanted, plan=plan, writes=writes)
         if fold.status == RunStatus.RUNNING:
             plan.running.append(fold)
     now = timezone.now()
@@ -483,6 +486,7 @@ def _pump_plan_locked(
         study.watch_until = now + timedelta(seconds=settings.STUDY_STALE_AFTER_SECONDS)
         plan.watch = True
     study.heartbeat_at = now
+    writes.save()
     study_progress_save(study, "watch_until")
     return plan
 

@@ -332,7 +332,7 @@ def fold_materialise_locked(study: Study, fold: StudyFold, cached: Mapping[str, 
     best = next((r for r in rows if r.slot == cached["best_slot"]), None)
     fold.cache_hit = True
     fold.started_at = now
-    fold.trials_done = len(rows)
+    fold.trials_claimed = fold.trials_done = len(rows)
     fold.best_trial_number = best.number if best else None
     fold.best_values = best.values if best else None
     fold.chosen_parameters = {**study.parameters, **best.params} if best else None

@@ -9,9 +9,12 @@ without a round trip to Optuna's tables:
 - tpe, nsga2: asked of Optuna's sampler on an in-memory study holding the fold's trials as
   this app's rows have them (trials in flight anywhere are running trials there, which
   TPE's constant liar counts as poor results). The in-memory study is kept in this process
-  and brought up to date from the rows before each ask, so it costs a query and the
-  sampler's own work. The rows are the state every worker shares; a sampler asked by any
-  process sees what every process recorded.
+  and brought up to date from the rows before each ask. The rows are the state every worker
+  shares; a sampler asked by any process sees what every process recorded. The fold's
+  counters (trials claimed, trials done: every writer of a study's trials changes them
+  under the study's lock) tell whether another process has written since: a process that
+  wrote the last trials itself (trial_asked, trials_told) asks without reading the rows,
+  at the cost of the sampler's own work alone.
 
 Recording. Optuna's tables receive each fold's finished trials in bulk, in slot order
 (Optuna's trial number is the slot): `optuna_sync` appends the finished trials that follow
@@ -120,6 +123,12 @@ class _History:
         # Row id -> (the in-memory trial id, whether the row had finished when last read).
         self.rows: dict[int, tuple[int, bool]] = {}
         self.last_row = 0
+        # The fold's (trials_claimed, trials_done) the in-memory study matches; None when
+        # unknown (read the rows).
+        self.version: tuple[int, int] | None = None
+
+    def current(self, fold: StudyFold) -> bool:
+        return self.version == _counters(fold)
 
     def refresh(self) -> None:
         """Read the rows created since the last refresh and those that were still pending.
@@ -143,10 +152,15 @@ class _History:
                 trial_id = storage.create_new_trial(study_id, template_trial=trial)
                 self.rows[pk] = (trial_id, new_state.is_finished())
             elif not known[1] and new_state.is_finished():
-                storage.set_trial_state_values(
-                    known[0], new_state, values if new_state == OptunaState.COMPLETE else None
-                )
-                self.rows[pk] = (known[0], True)
+                self.finish(pk, new_state, values)
+
+    def finish(self, row: int, state: OptunaState, values: list[float] | None) -> None:
+        """Row `row`, known running here, has finished in `state` with `values`."""
+        trial_id = self.rows[row][0]
+        self.memory._storage.set_trial_state_values(
+            trial_id, state, values if state == OptunaState.COMPLETE else None
+        )
+        self.rows[row] = (trial_id, True)
 
     def ask(self, sampler: optuna.samplers.BaseSampler) -> Asked:
         self.memory.sampler = sampler
@@ -173,11 +187,19 @@ def _frozen(
     )
 
 
+def _counters(fold: StudyFold) -> tuple[int, int]:
+    return (fold.trials_claimed, fold.trials_done)
+
+
 _histories: dict[tuple[int, str, int], _History] = {}
 
 
+def _history_key(fold: StudyFold) -> tuple[int, str, int]:
+    return (os.getpid(), fold.optuna_study_name, fold.pk)
+
+
 def _history(study: Study, fold: StudyFold) -> _History:
-    key = (os.getpid(), fold.optuna_study_name, fold.pk)
+    key = _history_key(fold)
     found = _histories.get(key)
     if found is None:
         if len(_histories) >= MAX_HISTORIES:
@@ -206,17 +228,19 @@ def trial_ask(study: Study, fold: StudyFold, slot: int, *, refresh: bool = True)
     """The parameters of the fold's trial in `slot`; see the module docstring. Called
     under the study row's lock, with the rows claimed before it in this transaction.
 
-    `refresh=False` skips reading the rows again: only for the asks after the first in one
-    transaction, when every row since is known here (trial_asked). Every writer of a
-    study's trials holds its lock, so no other process has changed them meanwhile."""
+    The rows are read again when the fold's counters show writes this process has not
+    seen. `refresh=False` skips that check: only for the asks after the first in one
+    claim, whose rows are created after the asks (trial_asked); every writer of a study's
+    trials holds its lock, so no other process has changed them meanwhile."""
     if study.sampler == SamplerName.GRID:
         names, points = _grid(json.dumps(study.search_space, sort_keys=True), study.seed)
         return Asked(dict(zip(names, points[slot % len(points)], strict=True)), {})
     if study.sampler == SamplerName.RANDOM:
         return Asked(params_plain(_random_point(study, fold, slot)), {})
     history = _history(study, fold)
-    if refresh or history.last_row == 0:
+    if history.version is None or (refresh and not history.current(fold)):
         history.refresh()
+        history.version = _counters(fold)
     return history.ask(
         sampler_build(
             study.sampler,
@@ -238,17 +262,40 @@ def trial_asked(
     values: list[float] | None = None,
 ) -> None:
     """Tie the in-memory trial an ask created to the row saved for it, in `state` (a trial
-    answered at once, from the cache or infeasible, is finished already)."""
+    answered at once, from the cache or infeasible, is finished already); the row counts
+    in the fold's trials_claimed (and trials_done when finished)."""
     if asked.memory_trial is None:
         return
     history = _history(study, fold)
     known = optuna_state(state)
+    history.rows[trial_id] = (asked.memory_trial, False)
     if known.is_finished():
-        history.memory._storage.set_trial_state_values(
-            asked.memory_trial, known, values if known == OptunaState.COMPLETE else None
-        )
-    history.rows[trial_id] = (asked.memory_trial, known.is_finished())
+        history.finish(trial_id, known, values)
     history.last_row = max(history.last_row, trial_id)
+    if history.version is not None:
+        claimed, done = history.version
+        history.version = (claimed + 1, done + int(known.is_finished()))
+
+
+def trials_told(fold: StudyFold, trials: list[StudyTrial]) -> None:
+    """`trials` of `fold`, recorded by this process under the study's lock (counted in the
+    fold's trials_done): its history, if it knew everything before them, learns their
+    results without reading them back."""
+    history = _histories.get(_history_key(fold))
+    if history is None or not trials:
+        return
+    claimed, done = _counters(fold)
+    if history.version != (claimed, done - len(trials)):
+        return  # it has missed other writes, and reads the rows at its next ask
+    for trial in trials:
+        state = optuna_state(trial.state)
+        known = history.rows.get(trial.pk)
+        if known is None or not state.is_finished():
+            history.version = None
+            return
+        if not known[1]:
+            history.finish(trial.pk, state, trial.values)
+    history.version = (claimed, done)
 
 
 # --- Optuna's record ------------------------------------------------------------------

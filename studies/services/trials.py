@@ -335,6 +335,23 @@ def _fold_save(fold: StudyFold, fields: Iterable[str]) -> None:
     StudyFold.objects.filter(pk=fold.pk).update(**{name: getattr(fold, name) for name in fields})
 
 
+class FoldWrites:
+    """Fold fields changed in memory under the study's lock, saved later in one UPDATE per
+    fold: the pump records a trial and claims the next of the same fold in one transaction.
+    The caller saves before anything else reads or writes those folds."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, tuple[StudyFold, set[str]]] = {}
+
+    def add(self, fold: StudyFold, fields: Iterable[str]) -> None:
+        self.pending.setdefault(fold.pk, (fold, set()))[1].update(fields)
+
+    def save(self) -> None:
+        for fold, fields in self.pending.values():
+            _fold_save(fold, fields)
+        self.pending.clear()
+
+
 def trial_record_locked(
     study: Study,
     *,
@@ -342,6 +359,7 @@ def trial_record_locked(
     outcome: TrialOutcome,
     fold: StudyFold | None = None,
     running_under: str | None = None,
+    writes: FoldWrites | None = None,
 ) -> bool:
     """Record `outcome` on `trial` (saved, or created if it has no id yet) and add it to its
     fold's counters and best so far, and to the study's. The caller holds the study's lock
@@ -349,7 +367,8 @@ def trial_record_locked(
     and saves the study's STUDY_PROGRESS_FIELDS once. With `running_under`, the trial is
     recorded only if its row is still queued or running under that task id (a runner
     starts the trials of a batch without a write each: see Runner.run); False if it was
-    not. Tells the study's group on commit."""
+    not. The fold's fields are saved at once, or added to `writes`. Tells the study's group
+    on commit."""
     now = timezone.now()
     _trial_fill(trial, outcome, now)
     if trial.pk is None:
@@ -363,7 +382,11 @@ def trial_record_locked(
         if not rows.update(**{name: getattr(trial, name) for name in RECORDED_FIELDS}):
             return False
     fold = fold if fold is not None else StudyFold.objects.get(pk=trial.fold_id)
-    _fold_save(fold, _trial_tally(study, trial, outcome, fold, now))
+    changed = _trial_tally(study, trial, outcome, fold, now)
+    if writes is None:
+        _fold_save(fold, changed)
+    else:
+        writes.add(fold, changed)
     send_on_commit(study.pk, trial_message(study, trial, fold))
     return True
 
@@ -371,12 +394,13 @@ def trial_record_locked(
 class Answers:
     """Trials of one fold answered as they are claimed (infeasible, or cached), recorded
     together: `add` each (in memory, counted in the fold's and the study's progress), then
-    `save` once their rows are inserted (with the fold's queued ones, in one insert): one
-    update of the fold, and each trial told to the study's group on commit. The caller holds
-    the study's lock and saves the study's STUDY_PROGRESS_FIELDS."""
+    `save` once their rows are inserted (with the fold's queued ones, in one insert): the
+    fold's fields added to `writes`, and each trial told to the study's group on commit.
+    The caller holds the study's lock and saves the study's STUDY_PROGRESS_FIELDS and
+    `writes`."""
 
-    def __init__(self, study: Study, fold: StudyFold) -> None:
-        self.study, self.fold = study, fold
+    def __init__(self, study: Study, fold: StudyFold, writes: FoldWrites) -> None:
+        self.study, self.fold, self.writes = study, fold, writes
         self.fields: set[str] = set()
         self.told: list[tuple[StudyTrial, dict[str, Any]]] = []
 
@@ -390,7 +414,7 @@ class Answers:
     def save(self) -> None:
         if not self.told:
             return
-        _fold_save(self.fold, self.fields)
+        self.writes.add(self.fold, self.fields)
         for trial, payload in self.told:
             payload["trial"]["id"] = trial.pk
             send_on_commit(self.study.pk, payload)
@@ -467,18 +491,19 @@ def trials_record_locked(
     *,
     task_id: str,
     folds: Mapping[int, StudyFold] | None = None,
+    writes: FoldWrites | None = None,
 ) -> list[StudyTrial]:
     """Record the trials a runner `finished` (those still queued or running under its
     task); the ones recorded. `folds` by id, when the caller has read them under the lock
-    (their counters are updated in place), else they are read here. The caller holds the
-    study's lock and saves it."""
+    (their counters are updated in place), else they are read here; their fields are saved
+    at once, or added to `writes`. The caller holds the study's lock and saves it."""
     if folds is None:
         folds = StudyFold.objects.in_bulk({trial.fold_id for trial, _ in finished})
     recorded = []
     for trial, outcome in finished:
         fold = folds.get(trial.fold_id)
         if trial_record_locked(
-            study, trial=trial, outcome=outcome, fold=fold, running_under=task_id
+            study, trial=trial, outcome=outcome, fold=fold, running_under=task_id, writes=writes
         ):
             recorded.append(trial)
     return recorded

@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from persistence.models import CachedResult
 from persistence.selectors import cache_stats
-from persistence.services import cache_load, cache_lookup, cache_purge, cache_store
+from persistence.services import (
+    cache_load,
+    cache_lookup,
+    cache_purge,
+    cache_store,
+    cache_store_many,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +74,22 @@ def test_storing_a_hash_twice_keeps_the_first_copy(store: str) -> None:
     assert second.pk == first.pk
     assert CachedResult.objects.count() == 1
     assert cache_load(entry=second) == b"first"
+
+
+def test_storing_many_keeps_the_first_copy_of_a_hash_stored_before(
+    store: str, settings, django_assert_max_num_queries
+) -> None:
+    _store(content=b"first")
+    with django_assert_max_num_queries(1 if store == "db" else 2):
+        cache_store_many(
+            kind="backtest", contents={HASH: b"second", "e" * 64: b"new"}, format="json"
+        )
+    assert CachedResult.objects.count() == 2
+    assert cache_load(entry=cache_lookup(kind="backtest", params_hash=HASH)) == b"first"
+    assert cache_load(entry=cache_lookup(kind="backtest", params_hash="e" * 64)) == b"new"
+    if store != "db":
+        written = [path.read_bytes() for path in Path(settings.MEDIA_ROOT).rglob("*.json")]
+        assert sorted(written) == [b"first", b"new"]
 
 
 def test_purge_deletes_only_entries_unused_for_longer_than_the_age(  # type: ignore[no-untyped-def]

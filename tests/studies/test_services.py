@@ -13,7 +13,7 @@ from persistence.models import CachedResult
 from persistence.services import cache_load
 from studies import services
 from studies.models import Study, StudyFold, StudyTrial, TrialState
-from studies.services import driver
+from studies.services import driver, sampling
 from studies.services import trials as trial_services
 from tests.studies.conftest import T0, submit
 
@@ -119,9 +119,52 @@ def test_asks_within_one_claim_see_the_trials_answered_before_them(
     quick = queue.run(submit(study_strategy, n_trials=24, search_space=space, use_cache=False))
     real = driver.trial_ask
     monkeypatch.setattr(driver, "trial_ask", lambda *a, refresh=True: real(*a, refresh=True))
+    monkeypatch.setattr(sampling._History, "current", lambda self, fold: False)
     reread = queue.run(submit(study_strategy, n_trials=24, search_space=space, use_cache=False))
     assert any(state == TrialState.INFEASIBLE for state, _ in params(quick)[10:])
     assert params(quick) == params(reread)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_an_ask_reads_the_rows_only_when_another_process_wrote_them(
+    queue, study_strategy, monkeypatch, parallelism
+) -> None:
+    # One process, one runner after another: every trial was recorded and claimed by this
+    # process, whose history knows them. Another process's record is seen in the counters.
+    reads: list[int] = []
+    real = sampling._History.refresh
+    monkeypatch.setattr(sampling._History, "refresh", lambda self: reads.append(1) or real(self))
+    study = queue.run(submit(study_strategy, n_trials=12, parallelism=parallelism))
+    assert study.status == "succeeded", study.error
+    assert len(reads) == 1  # the history's first ask
+
+
+def test_an_ask_reads_the_rows_again_after_another_process_recorded_one(
+    queue, study_strategy, monkeypatch
+) -> None:
+    reads: list[int] = []
+    real = sampling._History.refresh
+    monkeypatch.setattr(sampling._History, "refresh", lambda self: reads.append(1) or real(self))
+    study = submit(study_strategy, n_trials=12, parallelism=2)
+    services.study_launch(study_id=study.pk, task_id=study.celery_task_id)
+    assert len(reads) == 1
+    # Another process records the second trial claimed (trial_finish: its own runner's
+    # path), which this process's history does not hear of.
+    second = StudyTrial.objects.get(study=study, slot=1)
+    trial_services.trial_finish(
+        study_id=study.pk,
+        trial_id=second.pk,
+        outcome=trial_services.TrialOutcome(TrialState.FAILED, error="elsewhere"),
+        expect=lambda row: True,
+    )
+    queue.drain()
+    study.refresh_from_db()
+    assert study.status == "succeeded", study.error
+    assert len(reads) == 2
+    # What it asked after reading them again saw the failure as a failed trial.
+    history = sampling._histories[sampling._history_key(second.fold)]
+    memory_trial = history.memory._storage.get_trial(history.rows[second.pk][0])
+    assert memory_trial.state.name == "FAIL"
 
 
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(
