@@ -112,6 +112,17 @@ def cache_peek(*, kind: str, params_hash: str) -> CachedResult | None:
     return CachedResult.objects.filter(kind=kind, params_hash=params_hash).first()
 
 
+def cache_peek_content(*, kind: str, params_hash: str) -> bytes | None:
+    """The bytes cached for (kind, params_hash), or None: cache_peek for a caller that wants
+    nothing else of the entry (two columns read, not the entry's every one)."""
+    found = (
+        CachedResult.objects.filter(kind=kind, params_hash=params_hash)
+        .values_list("blob", "file_path")
+        .first()
+    )
+    return None if found is None else payload_read(blob=found[0], file_path=found[1])
+
+
 @transaction.atomic
 def cache_lookup_many(*, kinds: list[str], params_hashes: list[str]) -> dict[str, CachedResult]:
     """Cached results for many hashes at once (first kind in `kinds` wins), hits counted."""
@@ -311,6 +322,7 @@ __all__ = [
     "cache_lookup",
     "cache_lookup_many",
     "cache_peek",
+    "cache_peek_content",
     "cache_purge",
     "cache_store",
     "cache_store_many",

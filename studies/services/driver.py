@@ -28,6 +28,7 @@ during the last trials is noticed even when no other trial finishes after it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from backtests.models import FINISHED_STATUSES, RunStatus
@@ -330,13 +331,47 @@ def _reap_due(study: Study) -> bool:
     return True
 
 
+# The pump runs once a trial, and its two reads under the lock cost more in Django's query
+# compiler than on the server (about 1 ms against 0.2-0.5 ms each, measured on
+# PostgreSQL): they are written out once, and their rows still come back as models
+# (RawQuerySet, with each field's conversion from the database).
+
+
+@functools.cache
+def _pump_reads(vendor: str) -> tuple[str, str]:
+    quote = connection.ops.quote_name
+    lock = connection.ops.for_update_sql() if connection.features.has_select_for_update else ""
+    # Table and column names only: every value is a parameter.
+    study = f"SELECT * FROM {quote(Study._meta.db_table)} WHERE {quote('id')} = %s {lock}"  # noqa: S608
+    folds = (
+        f"SELECT * FROM {quote(StudyFold._meta.db_table)} WHERE {quote('study_id')} = %s "  # noqa: S608
+        f"AND {quote('status')} IN (%s, %s) ORDER BY {quote('role')}, {quote('index')}"
+    )
+    return study, folds
+
+
+def _study_locked(study_id: int, runner: Runner | None) -> Study:
+    """The study row, locked until the transaction ends. Its instrument is the runner's,
+    which the runner's results are computed and keyed with; without a runner (a launch, a
+    watch), it is read with the study."""
+    if runner is None or runner.study.pk != study_id:
+        return Study.objects.select_for_update().select_related("instrument").get(pk=study_id)
+    found = list(Study.objects.raw(_pump_reads(connection.vendor)[0], [study_id]))
+    if not found:
+        raise Study.DoesNotExist(f"Study {study_id} does not exist.")
+    study = found[0]
+    if study.instrument_id == runner.study.instrument_id:
+        study.instrument = runner.study.instrument
+    return study
+
+
 def _open_folds(study: Study) -> list[StudyFold]:
     """The folds not finished, in order."""
-    return list(
-        study.folds.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).order_by(
-            "role", "index"
-        )
-    )
+    sql = _pump_reads(connection.vendor)[1]
+    folds = list(StudyFold.objects.raw(sql, [study.pk, RunStatus.QUEUED, RunStatus.RUNNING]))
+    for fold in folds:
+        fold.study = study
+    return folds
 
 
 def _in_flight(fold: StudyFold) -> int:
@@ -414,7 +449,7 @@ def _pump_plan_locked(
     more: bool,
     synced: set[int],
 ) -> _Plan | None:
-    study = Study.objects.select_for_update().select_related("instrument").get(pk=study_id)
+    study = _study_locked(study_id, runner)
     outcomes_cache([outcome for _, outcome in finished])
     plan = _Plan(study=study, for_runner=runner if more else None)
     running = study.status == RunStatus.RUNNING

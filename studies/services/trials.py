@@ -36,7 +36,7 @@ from backtests.engine import HEADLINE_METRICS, BacktestConfig, EngineError, Para
 from backtests.models import RunStatus
 from backtests.services import BacktestCancelled, readable_error, run_engine_config
 from persistence.models import StorageFormat
-from persistence.services import cache_load, cache_peek, cache_store_many
+from persistence.services import cache_peek_content, cache_store_many
 from strategies.library.indicators import IndicatorCache
 from strategies.library.registry import get_kind
 from studies.evaluation import InfeasibleTrial, window_evaluate
@@ -158,10 +158,10 @@ def trial_quick_outcome(
     key = trial_key(study, fold, full)
     metrics = _recent_metrics.get(key)
     if metrics is None:
-        entry = cache_peek(kind=TRIAL_CACHE_KIND, params_hash=key)
-        if entry is None:
+        content = cache_peek_content(kind=TRIAL_CACHE_KIND, params_hash=key)
+        if content is None:
             return None
-        metrics = _remember(key, json.loads(cache_load(entry=entry))["metrics"])
+        metrics = _remember(key, json.loads(content)["metrics"])
     return _scored(study, TrialOutcome(TrialState.COMPLETE, key, cache_hit=True), metrics)
 
 

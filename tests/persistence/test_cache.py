@@ -15,6 +15,7 @@ from persistence.selectors import cache_stats
 from persistence.services import (
     cache_load,
     cache_lookup,
+    cache_peek_content,
     cache_purge,
     cache_store,
     cache_store_many,
@@ -74,6 +75,14 @@ def test_storing_a_hash_twice_keeps_the_first_copy(store: str) -> None:
     assert second.pk == first.pk
     assert CachedResult.objects.count() == 1
     assert cache_load(entry=second) == b"first"
+
+
+def test_peeking_at_the_content_reads_it_without_counting_a_hit(store: str) -> None:
+    _store(content=b"payload")
+    assert cache_peek_content(kind="backtest", params_hash=HASH) == b"payload"
+    assert cache_peek_content(kind="sweep_row", params_hash=HASH) is None
+    assert cache_peek_content(kind="backtest", params_hash="f" * 64) is None
+    assert CachedResult.objects.get().hit_count == 0
 
 
 def test_storing_many_keeps_the_first_copy_of_a_hash_stored_before(

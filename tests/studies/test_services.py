@@ -84,7 +84,7 @@ def test_a_point_computed_here_is_answered_again_without_reading_the_cache(
     def no_read(**_: object) -> None:
         raise AssertionError("the cache was read")
 
-    monkeypatch.setattr(trial_services, "cache_peek", no_read)
+    monkeypatch.setattr(trial_services, "cache_peek_content", no_read)
     # Another objective, which the first study's rows do not keep: what is remembered is
     # every metric of the backtest.
     again = submit(
