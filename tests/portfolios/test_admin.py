@@ -33,9 +33,14 @@ def test_staff_see_runs_their_metrics_instruments_and_trades(admin_browser, user
         assert symbol in html
     assert f"run__id__exact={run.pk}" in html
     assert f"/lab/portfolios/{run.pk}/" in html
+    other = execute(submit(user, name="another", parameters={"fast": 4, "slow": 15}))
     trades = admin_browser.get("/admin/portfolios/portfoliotrade/", {"run__id__exact": run.pk})
     assert trades.status_code == 200
-    assert trades.content.decode().count(SYMBOLS[0]) >= 1
+    # The run's trades, and only them (the sidebar names every symbol whatever the list).
+    count = run.trades.count()
+    assert count > 0 and other.trades.count() > 0
+    assert f"{count} portfolio trade" in trades.content.decode()
+    assert trades.context["cl"].result_count == count
 
 
 def test_a_queued_runs_page_loads_and_nothing_can_be_added(admin_browser, user, basket) -> None:
