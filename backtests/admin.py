@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Model, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -467,17 +467,18 @@ class TradeRunFilter(admin.SimpleListFilter):
     """One run's trades (`?run__id__exact=<id>`, the link on a run's page).
 
     A related-field filter would list every run as a choice, reading the whole runs table on
-    each page; this one names only the chosen run.
+    each page; this one names only the chosen run (a `run_model` row).
     """
 
     title = "run"
     parameter_name = "run__id__exact"
+    run_model: type[Model] = BacktestRun
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         value = self.value()
         if value is None:
             return []
-        run = BacktestRun.objects.filter(pk=value).first() if value.isdigit() else None
+        run = self.run_model._default_manager.filter(pk=value).first() if value.isdigit() else None
         return [(value, str(run) if run else f"#{value} (no such run)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

@@ -7,17 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Prefetch, prefetch_related_objects
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from backtests.admin import LabLinkMixin, ResultAdminMixin
+from backtests.admin import ExitReasonFilter, LabLinkMixin, ResultAdminMixin, TradeRunFilter
 from backtests.lab_research import metric_text
+from marketdata.models import Instrument
 from persistence.admin import AuditedModelAdmin, ReadOnlyModelAdmin
 from portfolios import selectors
-from portfolios.models import PortfolioRun, PortfolioTrade
+from portfolios.models import PortfolioInstrument, PortfolioRun, PortfolioTrade
 
 # The per-instrument table's columns: (key in the engine's row, heading).
 INSTRUMENT_COLUMNS = (
@@ -124,8 +126,39 @@ class PortfolioRunAdmin(LabLinkMixin, ResultAdminMixin, AuditedModelAdmin):
         return format_html('<a href="{}">{} trade(s)</a>', url, count)
 
 
+class PortfolioTradeRunFilter(TradeRunFilter):
+    run_model = PortfolioRun
+
+
+class PortfolioTradeInstrumentFilter(admin.SimpleListFilter):
+    """The trades of one instrument: the chosen run's instruments, or every instrument.
+    Never the trade table's distinct symbols, which it would read whole on each page."""
+
+    title = "instrument"
+    parameter_name = "instrument__id__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        run = request.GET.get(TradeRunFilter.parameter_name, "")
+        instruments = Instrument.objects.order_by("symbol")
+        if run.isdigit():
+            members = PortfolioInstrument.objects.filter(portfolio_id=int(run))
+            instruments = instruments.filter(pk__in=members.values("instrument_id"))
+        return [(str(pk), symbol) for pk, symbol in instruments.values_list("pk", "symbol")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"Not an instrument id: {value}")
+        return queryset.filter(instrument_id=int(value))
+
+
 @admin.register(PortfolioTrade)
 class PortfolioTradeAdmin(ReadOnlyModelAdmin):
+    """A run's trades, a page at a time, filtered by choices that never read the trade
+    table whole (as the backtests' trades are)."""
+
     list_display = (
         "id",
         "run",
@@ -140,7 +173,12 @@ class PortfolioTradeAdmin(ReadOnlyModelAdmin):
         "exit_reason",
         "is_open",
     )
-    list_filter = ("exit_reason", "is_open", "instrument__symbol", "run")
+    list_filter = (
+        PortfolioTradeRunFilter,
+        PortfolioTradeInstrumentFilter,
+        ExitReasonFilter,
+        "is_open",
+    )
     list_select_related = ("run", "instrument")
     list_per_page = 100
     show_full_result_count = False

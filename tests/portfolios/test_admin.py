@@ -47,3 +47,27 @@ def test_a_queued_runs_page_loads_and_nothing_can_be_added(admin_browser, user, 
     run = submit(user)
     assert admin_browser.get(f"/admin/portfolios/portfoliorun/{run.pk}/change/").status_code == 200
     assert admin_browser.get("/admin/portfolios/portfoliorun/add/").status_code == 403
+
+
+def test_the_trades_filters_offer_the_runs_instruments_and_never_every_run(
+    admin_browser, user, basket
+) -> None:
+    run = execute(submit(user))
+    other = execute(submit(user, name="another", parameters={"fast": 4, "slow": 15}))
+    first = basket[0]
+    page = admin_browser.get(
+        "/admin/portfolios/portfoliotrade/",
+        {"run__id__exact": run.pk, "instrument__id__exact": first.pk},
+    )
+    assert page.status_code == 200
+    changelist = page.context["cl"]
+    assert changelist.result_count == run.trades.filter(instrument=first).count() > 0
+    choices = {
+        spec.title: [choice["display"] for choice in spec.choices(changelist)]
+        for spec in changelist.filter_specs
+    }
+    assert choices["instrument"][1:] == sorted(SYMBOLS)  # after "All"
+    # The run filter names the chosen run alone, not every run in the table.
+    assert choices["run"][1:] == [str(run)] and str(other) not in choices["run"]
+    wrong = admin_browser.get("/admin/portfolios/portfoliotrade/", {"instrument__id__exact": "x"})
+    assert wrong.status_code == 302 and "e=1" in wrong.url
