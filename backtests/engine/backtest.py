@@ -34,7 +34,8 @@ from strategies.library.registry import UnknownStrategyKind, get_kind
 # Part of every result's cache key: bump whenever any number the engine returns changes.
 # 2.0.0: liquidation instead of negative equity, calendars, fractional targets, sizing modes.
 # 2.1.0: trailing, ATR and time stops; close, limit and stop entries; spread.
-ENGINE_VERSION = "2.1.0"
+# 2.1.1: an entry's fee and the spread and slippage it pays never exceed the equity.
+ENGINE_VERSION = "2.1.1"
 
 
 def resolve_kind(name: str) -> StrategyKind:

@@ -162,6 +162,9 @@ def _vectorisable(config: BacktestConfig) -> bool:
         and config.time_stop_bars is None
         # Leverage the sizing never uses changes nothing; a leveraged long can be liquidated.
         and config.size_fraction <= 1
+        # Beyond this a short's entry costs could exceed the equity, which only the order
+        # path caps (_payable_units); below it they never do.
+        and config.market_cost <= 0.5
         and config.maintenance_margin_pct == 0
         and config.borrow_rate_pct == 0
     )
@@ -680,6 +683,25 @@ def _affordable(config: BacktestConfig, budget: float, price: float) -> float:
     return max(0.0, min(by_rate, by_minimum))
 
 
+def _units_within(budget: float, per_unit: float) -> float:
+    if per_unit > 0.0:
+        return budget / per_unit
+    return math.inf if budget >= 0.0 else 0.0
+
+
+def _payable_units(config: BacktestConfig, equity: float, price: float, mark: float) -> float:
+    """Most units an entry at `price` can add whose own costs the equity (marked at `mark`)
+    covers: its fee, and what the fill gives away against the mark (spread, slippage).
+
+    With leverage, notional + fee may reach max_leverage times the equity, but these costs
+    come out of the equity itself: a larger entry would leave the account below zero at the
+    mark before the market moved at all."""
+    lost = abs(price - mark)
+    by_rate = _units_within(equity - config.fixed_fee, price * config.fee_rate + lost)
+    by_minimum = _units_within(equity - config.min_fee, lost)
+    return max(0.0, min(by_rate, by_minimum))
+
+
 def wilder_atr(bars: CandleArrays, period: int) -> FloatArray:
     """Wilder's average true range at each bar's close (NaN for the first period - 1 bars).
 
@@ -820,9 +842,11 @@ def _rebalance(
         # No position may cost more than max_leverage times the equity: notional + fee <=
         # max_leverage * equity (a fraction of equity within max_leverage never does).
         desired = min(desired, _affordable(config, config.max_leverage * equity, buy_in))
+    held = abs(account.quantity)
+    if desired > held:
+        desired = min(desired, held + _payable_units(config, equity, buy_in, mark))
     if step is not None:
         desired = math.floor(desired / step + _STEP_TOLERANCE) * step
-    held = abs(account.quantity)
     if desired == held:
         if held == 0.0:
             account.skipped += 1  # an entry that rounds down to nothing

@@ -110,6 +110,21 @@ def reference_run(candles: pd.DataFrame, target: np.ndarray, config: BacktestCon
         want_units = fraction * full
         if config.sizing != "fraction":
             want_units = min(want_units, affordable(config.max_leverage * equity, buy_in))
+        if want_units > abs(qty):
+            # The entry's own fee and what its fill gives away against the mark are paid
+            # out of the equity: never more than it.
+            lost = abs(buy_in - mark)
+
+            def within(budget: float, per_unit: float) -> float:
+                if per_unit > 0:
+                    return budget / per_unit
+                return math.inf if budget >= 0 else 0.0
+
+            fee_cap = min(
+                within(equity - config.fixed_fee, buy_in * config.fee_rate + lost),
+                within(equity - config.min_fee, lost),
+            )
+            want_units = min(want_units, abs(qty) + max(0.0, fee_cap))
         if config.quantity_step:
             want_units = math.floor(want_units / config.quantity_step + 1e-9)
             want_units *= config.quantity_step

@@ -267,6 +267,39 @@ def test_a_fixed_size_is_cut_to_max_leverage_times_equity():
     assert result.trades.quantity[0] == pytest.approx(30_000 / 102.0)
 
 
+@pytest.mark.parametrize("side", [1, -1])
+def test_a_leveraged_entry_whose_own_costs_exceed_the_equity_is_cut_to_what_it_can_pay(side):
+    # 20 of equity at 3x may hold 60 of notional and fee, but a fixed fee of 25 alone is
+    # more than the account has: before, it entered and stood at -5 at the first close.
+    flat = make_candles([100.0] * 4, [100.0] * 4)
+    broke = config(
+        initial_capital=20.0,
+        sizing="fixed_quantity",
+        fixed_quantity=10,
+        max_leverage=3,
+        fixed_fee=25.0,
+        allow_short=True,
+    )
+    result = run_positions(flat, [side] * 4, broke)
+    assert result.trades.empty and result.metrics["orders_skipped"] == 1
+    assert (result.equity == 20.0).all()
+    # With a fee it can pay, the spread and slippage it gives away against the close at
+    # which it is marked count too: the entry is cut so that the mark stays at zero.
+    costly = config(
+        initial_capital=20.0,
+        sizing="fixed_quantity",
+        fixed_quantity=10,
+        max_leverage=10,
+        fixed_fee=5.0,
+        slippage_bps=2_000.0,
+        allow_short=True,
+    )
+    result = run_positions(flat, [side] * 4, costly)
+    # 5 + q * 100 * 0.2 <= 20 (the leverage cap, (200 - 5) / 120 or / 80, is larger).
+    assert result.trades.quantity.iloc[0] == pytest.approx(15 / 20)
+    assert result.equity.min() == pytest.approx(0.0, abs=1e-9)
+
+
 LEVERED_OPENS = [100, 101, 80, 60, 60, 70]
 LEVERED_CLOSES = [100, 81, 61, 60, 70, 71]
 LEVERED_LOWS = [100, 80, 60, 50, 60, 70]
