@@ -75,15 +75,21 @@ def result_run(run: BacktestRun) -> BacktestRun:
     return run.shared_from if run.cache_hit and run.shared_from is not None else run
 
 
+def curve_frame(*, params_hash: str, name: str) -> pd.DataFrame:
+    """The equity and drawdown curves stored as `name` for `params_hash`, indexed by bar
+    time; empty when none is stored (yet)."""
+    artifact = artifact_for_hash(params_hash=params_hash, name=name)
+    if artifact is None:
+        return pd.DataFrame({"equity": [], "drawdown": []})
+    return pd.read_parquet(io.BytesIO(artifact_load(artifact=artifact)))
+
+
 def equity_frame(run: BacktestRun) -> pd.DataFrame:
     """The run's equity and drawdown curves, indexed by bar time; empty until it succeeds.
 
     A cache hit has the params hash of the run that computed it, so it finds that curve.
     """
-    artifact = artifact_for_hash(params_hash=run.params_hash, name=EQUITY_ARTIFACT)
-    if artifact is None:
-        return pd.DataFrame({"equity": [], "drawdown": []})
-    return pd.read_parquet(io.BytesIO(artifact_load(artifact=artifact)))
+    return curve_frame(params_hash=run.params_hash, name=EQUITY_ARTIFACT)
 
 
 def equity_parquet_file(run: BacktestRun) -> bytes:

@@ -120,8 +120,8 @@ class PortfolioRunAdmin(LabLinkMixin, ResultAdminMixin, AuditedModelAdmin):
 
     @admin.display(description="Trades")
     def trades_link(self, obj: PortfolioRun) -> SafeString:
-        source = selectors.result_run(obj)
-        url = reverse("admin:portfolios_portfoliotrade_changelist") + f"?run__id__exact={source.pk}"
+        source = selectors.result_run_id(obj)
+        url = reverse("admin:portfolios_portfoliotrade_changelist") + f"?run__id__exact={source}"
         count = selectors.portfolio_trades(run=obj).count()
         return format_html('<a href="{}">{} trade(s)</a>', url, count)
 

@@ -3,15 +3,13 @@ equity curves (a cache hit reads those of the run that computed its result)."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pandas as pd
 from django.db.models import Prefetch, QuerySet
 
 from accounts.models import User
-from persistence.selectors import artifact_for_hash
-from persistence.services import artifact_load
+from backtests.selectors import curve_frame
 from portfolios.models import PortfolioInstrument, PortfolioRun, PortfolioTrade
 from portfolios.services import EQUITY_ARTIFACT
 
@@ -35,9 +33,10 @@ def portfolio_get(*, user: User, run_id: int) -> PortfolioRun | None:
     return portfolio_list(user=user).filter(pk=run_id).first()
 
 
-def result_run(run: PortfolioRun) -> PortfolioRun:
-    """The run whose trades a run shows: itself, or the run its cache hit shares."""
-    return run.shared_from if run.cache_hit and run.shared_from is not None else run
+def result_run_id(run: PortfolioRun) -> int:
+    """The id of the run whose trades a run shows: its own, or that of the run its cache hit
+    shares (read from the row, without loading that run)."""
+    return run.shared_from_id if run.cache_hit and run.shared_from_id is not None else run.pk
 
 
 def instrument_symbols(run: PortfolioRun) -> list[str]:
@@ -48,7 +47,7 @@ def instrument_symbols(run: PortfolioRun) -> list[str]:
 
 def portfolio_trades(*, run: PortfolioRun) -> QuerySet[PortfolioTrade]:
     return (
-        PortfolioTrade.objects.filter(run_id=result_run(run).pk)
+        PortfolioTrade.objects.filter(run_id=result_run_id(run))
         .select_related("instrument")
         .order_by("entry_time", "id")
     )
@@ -70,7 +69,4 @@ def headline_metrics(run: PortfolioRun) -> dict[str, Any]:
 
 def equity_frame(run: PortfolioRun) -> pd.DataFrame:
     """The run's equity and drawdown curves, indexed by bar time; empty until it succeeds."""
-    artifact = artifact_for_hash(params_hash=run.params_hash, name=EQUITY_ARTIFACT)
-    if artifact is None:
-        return pd.DataFrame({"equity": [], "drawdown": []})
-    return pd.read_parquet(io.BytesIO(artifact_load(artifact=artifact)))
+    return curve_frame(params_hash=run.params_hash, name=EQUITY_ARTIFACT)
