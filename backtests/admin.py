@@ -463,7 +463,23 @@ class BacktestRunAdmin(LabLinkMixin, ResultAdminMixin, AuditedModelAdmin):
         messages.success(request, f"Cancelled {cancelled} run(s).")
 
 
-class TradeRunFilter(admin.SimpleListFilter):
+class IdFilter(admin.SimpleListFilter):
+    """Rows whose `id_field` is the id given; anything but an id is the admin's "incorrect
+    lookup" redirect, not an error. Subclasses say which choices to offer."""
+
+    id_field: str
+    what: str
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"Not {self.what} id: {value}")
+        return queryset.filter(**{self.id_field: int(value)})
+
+
+class TradeRunFilter(IdFilter):
     """One run's trades (`?run__id__exact=<id>`, the link on a run's page).
 
     A related-field filter would list every run as a choice, reading the whole runs table on
@@ -472,6 +488,8 @@ class TradeRunFilter(admin.SimpleListFilter):
 
     title = "run"
     parameter_name = "run__id__exact"
+    id_field = "run_id"
+    what = "a run"
     run_model: type[Model] = BacktestRun
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -480,14 +498,6 @@ class TradeRunFilter(admin.SimpleListFilter):
             return []
         run = self.run_model._default_manager.filter(pk=value).first() if value.isdigit() else None
         return [(value, str(run) if run else f"#{value} (no such run)")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value is None:
-            return queryset
-        if not value.isdigit():
-            raise IncorrectLookupParameters(f"Not a run id: {value}")
-        return queryset.filter(run_id=int(value))
 
 
 class ChoiceFilter(admin.SimpleListFilter):

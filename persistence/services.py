@@ -200,13 +200,14 @@ def cache_store_many(*, kind: str, contents: dict[str, bytes], format: str) -> N
     with transaction.atomic(savepoint=False):
         store = artifact_store()
         existing: set[str] = set()
-        hashes = list(contents)
-        for i in range(0, len(hashes) if store != "db" else 0, LOOKUP_BATCH):
-            existing.update(
-                CachedResult.objects.filter(
-                    kind=kind, params_hash__in=hashes[i : i + LOOKUP_BATCH]
-                ).values_list("params_hash", flat=True)
-            )
+        if store != "db":
+            hashes = list(contents)
+            for i in range(0, len(hashes), LOOKUP_BATCH):
+                existing.update(
+                    CachedResult.objects.filter(
+                        kind=kind, params_hash__in=hashes[i : i + LOOKUP_BATCH]
+                    ).values_list("params_hash", flat=True)
+                )
         entries = []
         for params_hash, content in contents.items():
             if params_hash in existing:

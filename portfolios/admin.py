@@ -7,14 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from backtests.admin import ExitReasonFilter, LabLinkMixin, ResultAdminMixin, TradeRunFilter
+from backtests.admin import (
+    ExitReasonFilter,
+    IdFilter,
+    LabLinkMixin,
+    ResultAdminMixin,
+    TradeRunFilter,
+)
 from backtests.lab_research import metric_text
 from marketdata.models import Instrument
 from persistence.admin import AuditedModelAdmin, ReadOnlyModelAdmin
@@ -130,12 +135,14 @@ class PortfolioTradeRunFilter(TradeRunFilter):
     run_model = PortfolioRun
 
 
-class PortfolioTradeInstrumentFilter(admin.SimpleListFilter):
+class PortfolioTradeInstrumentFilter(IdFilter):
     """The trades of one instrument: the chosen run's instruments, or every instrument.
     Never the trade table's distinct symbols, which it would read whole on each page."""
 
     title = "instrument"
     parameter_name = "instrument__id__exact"
+    id_field = "instrument_id"
+    what = "an instrument"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         run = request.GET.get(TradeRunFilter.parameter_name, "")
@@ -144,14 +151,6 @@ class PortfolioTradeInstrumentFilter(admin.SimpleListFilter):
             members = PortfolioInstrument.objects.filter(portfolio_id=int(run))
             instruments = instruments.filter(pk__in=members.values("instrument_id"))
         return [(str(pk), symbol) for pk, symbol in instruments.values_list("pk", "symbol")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value is None:
-            return queryset
-        if not value.isdigit():
-            raise IncorrectLookupParameters(f"Not an instrument id: {value}")
-        return queryset.filter(instrument_id=int(value))
 
 
 @admin.register(PortfolioTrade)

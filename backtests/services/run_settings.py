@@ -271,6 +271,27 @@ def field_check(errors: dict[str, Any], field: str, ok: bool, message: str) -> N
         errors[field] = [message]
 
 
+def costs_check(
+    errors: dict[str, Any],
+    *,
+    capital: Decimal | None,
+    fee: Decimal | None,
+    slippage: Decimal | None,
+) -> None:
+    """The checks every run's capital, fee rate and slippage pass (a backtest's, a
+    portfolio's): each problem added to `errors` under its field."""
+    field_check(errors, "initial_capital", capital is not None and capital > 0, "Must be positive.")
+    field_check(
+        errors, "fee_rate", fee is not None and 0 <= fee < 1, "Must be at least 0 and below 1."
+    )
+    field_check(
+        errors,
+        "slippage_bps",
+        slippage is not None and 0 <= slippage < 10_000,
+        "Must be at least 0 and below 10000.",
+    )
+
+
 def _parameters_resolve(
     kind: StrategyKind, strategy: Strategy, overrides: Mapping[str, Any], errors: dict[str, Any]
 ) -> dict[str, Any]:
@@ -365,16 +386,7 @@ def run_settings_resolve(
     stop = pick("stop_loss_pct", None)
     target = pick("take_profit_pct", None)
     allow_short = overrides.get("allow_short", kind.allows_short)
-    field_check(errors, "initial_capital", capital is not None and capital > 0, "Must be positive.")
-    field_check(
-        errors, "fee_rate", fee is not None and 0 <= fee < 1, "Must be at least 0 and below 1."
-    )
-    field_check(
-        errors,
-        "slippage_bps",
-        slippage is not None and 0 <= slippage < 10_000,
-        "Must be at least 0 and below 10000.",
-    )
+    costs_check(errors, capital=capital, fee=fee, slippage=slippage)
     execution = execution_resolve(overrides, errors)
     # Leverage below 1 is the engine's error on max_leverage, not one on size_fraction.
     leverage = max(Decimal(execution.get("max_leverage", "1")), Decimal("1"))

@@ -16,7 +16,13 @@ import pandas as pd
 from backtests.engine import ENGINE_VERSION, BacktestConfig, InvalidConfigError
 from backtests.engine.portfolio import run_portfolio
 from backtests.services import BacktestInputError
-from backtests.services.run_settings import decimal_field, field_check, range_check, utc_text
+from backtests.services.run_settings import (
+    costs_check,
+    decimal_field,
+    field_check,
+    range_check,
+    utc_text,
+)
 from marketdata.models import Instrument
 from marketdata.selectors import (
     candle_count_at_least,
@@ -275,16 +281,7 @@ def portfolio_settings_resolve(
     fee = decimal_field(fee_rate, "fee_rate", errors)
     slippage = decimal_field(slippage_bps, "slippage_bps", errors)
     drift = decimal_field(drift_threshold, "drift_threshold", errors)
-    field_check(errors, "initial_capital", capital is not None and capital > 0, "Must be positive.")
-    field_check(
-        errors, "fee_rate", fee is not None and 0 <= fee < 1, "Must be at least 0 and below 1."
-    )
-    field_check(
-        errors,
-        "slippage_bps",
-        slippage is not None and 0 <= slippage < 10_000,
-        "Must be at least 0 and below 10000.",
-    )
+    costs_check(errors, capital=capital, fee=fee, slippage=slippage)
     field_check(
         errors,
         "allocation",

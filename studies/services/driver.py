@@ -409,8 +409,9 @@ def _claim_locked(
     now = timezone.now()
     slot = first
     while len(queued) < wanted and slot < study.n_trials:
-        # The first ask reads the fold's rows; the next ones know every row since (those
-        # this loop creates are tied to their asks below, once inserted).
+        # The first ask reads the fold's rows if another process wrote since; the next
+        # ones know every row (those this loop creates are tied to their asks below, once
+        # inserted).
         asked = trial_ask(study, fold, slot, refresh=slot == first)
         row = StudyTrial(
             study=study,

@@ -393,28 +393,24 @@ def trial_record_locked(
 
 class Answers:
     """Trials of one fold answered as they are claimed (infeasible, or cached), recorded
-    together: `add` each (in memory, counted in the fold's and the study's progress), then
-    `save` once their rows are inserted (with the fold's queued ones, in one insert): the
-    fold's fields added to `writes`, and each trial told to the study's group on commit.
+    together: `add` each (in memory, counted in the fold's and the study's progress, the
+    fold's fields added to `writes`), then `save` once their rows are inserted (with the
+    fold's queued ones, in one insert): each trial told to the study's group on commit.
     The caller holds the study's lock and saves the study's STUDY_PROGRESS_FIELDS and
-    `writes`."""
+    `writes` (after the insert)."""
 
     def __init__(self, study: Study, fold: StudyFold, writes: FoldWrites) -> None:
         self.study, self.fold, self.writes = study, fold, writes
-        self.fields: set[str] = set()
         self.told: list[tuple[StudyTrial, dict[str, Any]]] = []
 
     def add(self, trial: StudyTrial, outcome: TrialOutcome) -> None:
         now = timezone.now()
         _trial_fill(trial, outcome, now)
-        self.fields.update(_trial_tally(self.study, trial, outcome, self.fold, now))
+        self.writes.add(self.fold, _trial_tally(self.study, trial, outcome, self.fold, now))
         # The message as it stands now (the progress it reports); the id once inserted.
         self.told.append((trial, trial_message(self.study, trial, self.fold)))
 
     def save(self) -> None:
-        if not self.told:
-            return
-        self.writes.add(self.fold, self.fields)
         for trial, payload in self.told:
             payload["trial"]["id"] = trial.pk
             send_on_commit(self.study.pk, payload)
